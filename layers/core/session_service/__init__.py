@@ -1,0 +1,1 @@
+"""Shared package of the session service: domain, service layer and adapters (shipped as a Lambda layer)."""

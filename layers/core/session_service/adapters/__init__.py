@@ -1,0 +1,1 @@
+"""Adapters: the only modules that import vendor SDKs (boto3, pynamodb, redis, e2b)."""

@@ -1,0 +1,142 @@
+"""HTTP edge shared by every route function: the resolver, the caller's project, request bodies, and the
+ONE place where domain errors become HTTP statuses and JSON error bodies.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+
+from session_service.errors import (
+    BadRequest,
+    Conflict,
+    DependencyUnavailable,
+    DomainError,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    ValidationFailed,
+    VersionConflict,
+)
+from session_service.models import MAX_BODY_BYTES
+from session_service.observability import logger, metrics, tracer
+
+M = TypeVar("M", bound=BaseModel)
+
+STATUS: dict[type[DomainError], int] = {
+    BadRequest: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    VersionConflict: 409,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    ValidationFailed: 422,
+    DependencyUnavailable: 503,
+}
+PROJECT_CONTEXT_KEY = "project_id"
+
+
+def error_response(status: int, code: str, message: str, details: list | None = None) -> Response:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details:
+        error["details"] = details
+    return Response(
+        status_code=status,
+        content_type="application/json",
+        body=json.dumps({"error": error}),
+    )
+
+
+def _require_project(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
+    """No route runs without a project: the authorizer sets it only for a valid, unrevoked key."""
+    lambda_context = (
+        (app.current_event.request_context.authorizer.get_lambda or {}) if app.current_event else {}
+    )
+    project_id = lambda_context.get(PROJECT_CONTEXT_KEY)
+    if not project_id:
+        reason = lambda_context.get("reason") or "missing or invalid API key"
+        return error_response(401, Unauthorized.code, str(reason))
+    app.append_context(project_id=project_id)
+    return next_middleware(app)
+
+
+def build_app() -> APIGatewayHttpResolver:
+    app = APIGatewayHttpResolver()
+    app.use(middlewares=[_require_project])
+
+    @app.exception_handler(DomainError)
+    def _domain_error(error: DomainError) -> Response:
+        status = next((code for kind, code in STATUS.items() if isinstance(error, kind)), 500)
+        return error_response(status, error.code, error.message, error.details)
+
+    @app.exception_handler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        logger.exception("unhandled error")
+        return error_response(500, "internal_error", "internal error; it has been logged")
+
+    @app.not_found
+    def _no_route(error: Exception) -> Response:
+        return error_response(404, "not_found", "no such route")
+
+    return app
+
+
+def caller_project(app: APIGatewayHttpResolver) -> str:
+    return str(app.context["project_id"])
+
+
+def parse_body(app: APIGatewayHttpResolver, model: type[M]) -> M:
+    """Size check, JSON check, then strict model validation: 413, 400 or 422, before anything is changed."""
+    event = app.current_event
+    raw = event.decoded_body if event.body is not None else ""
+    if raw is not None and len(raw.encode() if isinstance(raw, str) else raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    if not raw:
+        raise BadRequest("a JSON object body is required")
+    try:
+        data = json.loads(raw)
+    except ValueError as error:
+        raise BadRequest(f"request body is not valid JSON: {error}") from error
+    if not isinstance(data, dict):
+        raise ValidationFailed("request body must be a JSON object")
+    return validate(model, data, location="body")
+
+
+def parse_query(app: APIGatewayHttpResolver, model: type[M]) -> M:
+    params = dict(app.current_event.query_string_parameters or {})
+    return validate(model, params, location="query")
+
+
+def validate(model: type[M], data: dict[str, Any], *, location: str) -> M:
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as error:
+        details = [
+            {
+                "loc": [location, *[str(part) for part in item["loc"]]],
+                "msg": item["msg"],
+                "type": item["type"],
+            }
+            for item in error.errors(include_url=False, include_context=False, include_input=False)
+        ]
+        raise ValidationFailed("request is invalid", details=details) from error
+
+
+def entrypoint(app: APIGatewayHttpResolver) -> Callable[[dict, LambdaContext], dict]:
+    """The Lambda handler for a route function: logging context, tracing, metrics, then the resolver."""
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics
+    def handler(event: dict, context: LambdaContext) -> dict:
+        return app.resolve(event, context)
+
+    return handler

@@ -1,0 +1,83 @@
+"""Project API keys: issued once, stored only as a SHA-256 hash, checked in constant time.
+
+Key format: ``ssk_<key_id>_<secret>`` — the 12-hex-char key id is public (listing, revoking), the secret is
+32 random bytes in url-safe base64. A malformed key is rejected without touching the database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+
+from session_service import clock, ids
+from session_service.errors import NotFound, Unauthorized, ValidationFailed
+from session_service.models import ApiKeyRecord, IssuedKey, Project
+from session_service.ports import KeyStore, ProjectStore
+
+KEY_FORMAT = re.compile(r"^ssk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+
+
+def hash_key(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def generate_key() -> tuple[str, str]:
+    """(key_id, api_key)."""
+    key_id = secrets.token_hex(6)
+    return key_id, f"ssk_{key_id}_{secrets.token_urlsafe(32)}"
+
+
+class Authenticator:
+    def __init__(self, keys: KeyStore) -> None:
+        self._keys = keys
+
+    def project_for(self, api_key: str | None) -> str:
+        """The project a key belongs to; Unauthorized for a missing, malformed, unknown or revoked key."""
+        if not api_key or not KEY_FORMAT.match(api_key):
+            raise Unauthorized("missing or malformed API key")
+        presented = hash_key(api_key)
+        record = self._keys.get_by_hash(presented)
+        # The lookup is by hash; comparing again in constant time keeps a lookup quirk from ever authorising.
+        if record is None or not hmac.compare_digest(record.key_hash, presented):
+            raise Unauthorized("unknown API key")
+        if record.is_revoked:
+            raise Unauthorized("revoked API key")
+        return record.project_id
+
+
+class Admin:
+    """What the admin command line does: projects and their keys."""
+
+    def __init__(self, projects: ProjectStore, keys: KeyStore) -> None:
+        self._projects = projects
+        self._keys = keys
+
+    def create_project(self, name: str) -> Project:
+        if not name or len(name) > 128:
+            raise ValidationFailed("project name must be 1..128 characters")
+        project = Project(project_id=ids.new_project_id(), name=name, created_at=clock.utc_now_iso())
+        self._projects.create(project)
+        return project
+
+    def issue_key(self, project_id: str) -> IssuedKey:
+        if self._projects.get(project_id) is None:
+            raise NotFound(f"no project {project_id}")
+        key_id, api_key = generate_key()
+        self._keys.put(
+            ApiKeyRecord(
+                key_hash=hash_key(api_key),
+                key_id=key_id,
+                project_id=project_id,
+                created_at=clock.utc_now_iso(),
+            )
+        )
+        return IssuedKey(key_id=key_id, project_id=project_id, api_key=api_key)
+
+    def list_keys(self, project_id: str) -> list[ApiKeyRecord]:
+        return self._keys.list_for_project(project_id)
+
+    def revoke_key(self, project_id: str, key_id: str) -> None:
+        if not self._keys.revoke(project_id, key_id, clock.utc_now_iso()):
+            raise NotFound(f"no key {key_id} in project {project_id}")

@@ -1,0 +1,58 @@
+"""Domain errors. The service layer and adapters raise these; `api.py` alone maps them to HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class BadRequest(DomainError):
+    code = "bad_request"
+
+
+class ValidationFailed(DomainError):
+    code = "validation_error"
+
+
+class PayloadTooLarge(DomainError):
+    code = "payload_too_large"
+
+
+class Unauthorized(DomainError):
+    code = "unauthorized"
+
+
+class NotFound(DomainError):
+    code = "not_found"
+
+
+class VersionConflict(DomainError):
+    code = "version_conflict"
+
+
+class Conflict(DomainError):
+    """A write lost a race it cannot retry (e.g. a tag claim that kept changing)."""
+
+    code = "conflict"
+
+
+class DependencyUnavailable(DomainError):
+    """A backing service the request cannot do without (DynamoDB) did not answer."""
+
+    code = "service_unavailable"
+
+
+class TagTaken(Exception):
+    """Adapter outcome: the tag claim changed under us; the service re-reads and decides again."""
+
+
+class WriteConflict(Exception):
+    """Adapter outcome: a conditional write lost (version moved on, or the session is gone)."""

@@ -1,0 +1,53 @@
+"""Opaque, unguessable, time-sortable identifiers: a readable prefix + a lowercase ULID.
+
+48 bits of millisecond time then 80 random bits, Crockford base32. Lowercase keeps the sort order of the
+canonical uppercase form, so DynamoDB range keys sort by creation time.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import threading
+import time
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+_ULID = r"[0-9a-hjkmnp-tv-z]{26}"
+SESSION_ID = re.compile(rf"^ses_{_ULID}$")
+PROJECT_ID = re.compile(rf"^prj_{_ULID}$")
+
+
+_last = [0, 0]  # (ms, random) of the last id made here: ids made in one millisecond still sort in order
+_lock = threading.Lock()
+
+
+def ulid(now_ms: int | None = None) -> str:
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    with _lock:
+        if ms <= _last[0] and _last[1] < (1 << 80) - (1 << 16):
+            ms, rand = _last[0], _last[1] + 1 + secrets.randbits(16)
+        else:
+            rand = secrets.randbits(80)
+        _last[0], _last[1] = ms, rand
+    value = (ms << 80) | rand
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_session_id() -> str:
+    return f"ses_{ulid()}"
+
+
+def new_project_id() -> str:
+    return f"prj_{ulid()}"
+
+
+def is_session_id(value: str) -> bool:
+    return bool(SESSION_ID.match(value))
+
+
+def is_project_id(value: str) -> bool:
+    return bool(PROJECT_ID.match(value))

@@ -1,0 +1,129 @@
+"""The domain objects and the shapes clients may send.
+
+Request models are strict (no type coercion, unknown fields rejected) because a session's config is
+executed against: a silently coerced or dropped field is worse than a clear 422.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_LIST_LIMIT = 200
+DEFAULT_LIST_LIMIT = 50
+
+UserId = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+Tag = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")]
+JsonObject = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Session:
+    project_id: str
+    session_id: str
+    user_id: str
+    tag: str | None
+    config: JsonObject
+    metadata: JsonObject
+    version: int
+    created_at: str
+    updated_at: str
+    deleted_at: str | None = None
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    def to_api(self) -> dict[str, Any]:
+        """The public representation. The project is implied by the caller's key and never echoed."""
+        return {
+            "id": self.session_id,
+            "user_id": self.user_id,
+            "tag": self.tag,
+            "config": self.config,
+            "metadata": self.metadata,
+            "version": self.version,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+    def evolve(self, **changes: Any) -> Session:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Session]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    limit: int = DEFAULT_LIST_LIMIT
+    cursor: str | None = None
+    user_id: str | None = None
+    changed_since: str | None = None
+
+
+@dataclass(frozen=True)
+class Project:
+    project_id: str
+    name: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    key_hash: str
+    key_id: str
+    project_id: str
+    created_at: str
+    revoked_at: str | None = None
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key_id: str
+    project_id: str
+    api_key: str = field(repr=False)
+
+
+class CreateSessionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    user_id: UserId
+    tag: Tag | None = None
+    config: JsonObject = Field(default_factory=dict)
+    metadata: JsonObject = Field(default_factory=dict)
+
+
+class UpdateSessionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    config: JsonObject | None = None
+    metadata: JsonObject | None = None
+    expected_version: Annotated[StrictInt, Field(ge=1)] | None = None
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> UpdateSessionRequest:
+        if self.config is None and self.metadata is None:
+            raise ValueError("give at least one of 'config' or 'metadata'")
+        return self
+
+
+class ListSessionsParams(BaseModel):
+    """Query-string parameters arrive as strings; these are converted, but unknown ones are rejected."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: Annotated[int, Field(ge=1, le=MAX_LIST_LIMIT)] = DEFAULT_LIST_LIMIT
+    cursor: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    user_id: UserId | None = None
+    changed_since: str | None = None

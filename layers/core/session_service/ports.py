@@ -1,0 +1,74 @@
+"""The interfaces the service layer knows. Adapters implement them; unit tests hand in fakes."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from session_service.models import ApiKeyRecord, ListQuery, Page, Project, Session
+
+
+class SessionStore(Protocol):
+    def get(self, project_id: str, session_id: str) -> Session | None: ...
+
+    def create(self, session: Session, *, replaces_tag_owner: str | None = None) -> None:
+        """Store a new session (and its first config-history entry) atomically.
+
+        With a tag, the tag claim is taken in the same transaction: absent, or still pointing at
+        `replaces_tag_owner` (a dead owner). Raises TagTaken when the claim is not as expected.
+        """
+
+    def tag_owner(self, project_id: str, tag: str) -> str | None: ...
+
+    def update(self, session: Session, *, previous_version: int, config_changed: bool) -> None:
+        """Replace a live session's mutable fields if its version is still `previous_version`.
+
+        Appends a config-history entry in the same transaction when the config changed.
+        Raises WriteConflict when the version moved on or the session was deleted.
+        """
+
+    def list(self, project_id: str, query: ListQuery) -> Page: ...
+
+
+class ResponseCache(Protocol):
+    """Read-through cache of session reads. Never raises: a cache failure is a miss (logged, counted)."""
+
+    def get(self, project_id: str, session_id: str) -> CacheLookup: ...
+
+    def fill(self, session: Session) -> None:
+        """Store `session` unless the cache holds a newer version or a tombstone."""
+
+    def tombstone(self, project_id: str, session_id: str) -> bool:
+        """Make the key unservable (a marker that no fill can overwrite). True when it was written."""
+
+
+class CacheLookup:
+    """Outcome of a cache read: a hit carries the session's public dict; a tombstone says 'deleted'."""
+
+    __slots__ = ("body", "tombstone")
+
+    def __init__(self, body: dict | None = None, tombstone: bool = False) -> None:
+        self.body = body
+        self.tombstone = tombstone
+
+    @property
+    def hit(self) -> bool:
+        return self.body is not None
+
+
+CACHE_MISS = CacheLookup()
+
+
+class KeyStore(Protocol):
+    def get_by_hash(self, key_hash: str) -> ApiKeyRecord | None: ...
+
+    def put(self, record: ApiKeyRecord) -> None: ...
+
+    def list_for_project(self, project_id: str) -> list[ApiKeyRecord]: ...
+
+    def revoke(self, project_id: str, key_id: str, revoked_at: str) -> bool: ...
+
+
+class ProjectStore(Protocol):
+    def create(self, project: Project) -> None: ...
+
+    def get(self, project_id: str) -> Project | None: ...

@@ -1,0 +1,145 @@
+"""The service layer: what a session operation means, independent of HTTP and of the vendors behind it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from session_service import clock, ids
+from session_service.errors import (
+    Conflict,
+    NotFound,
+    TagTaken,
+    ValidationFailed,
+    VersionConflict,
+    WriteConflict,
+)
+from session_service.models import (
+    CreateSessionRequest,
+    ListQuery,
+    ListSessionsParams,
+    Page,
+    Session,
+    UpdateSessionRequest,
+)
+from session_service.ports import ResponseCache, SessionStore
+
+# Optimistic retries for races that a re-read resolves (a tag claim changing hands, a concurrent PATCH).
+_MAX_ATTEMPTS = 5
+
+
+class SessionService:
+    def __init__(
+        self,
+        store: SessionStore,
+        cache: ResponseCache,
+        *,
+        new_id: Callable[[], str] = ids.new_session_id,
+        now: Callable[[], str] = clock.utc_now_iso,
+    ) -> None:
+        self._store = store
+        self._cache = cache
+        self._new_id = new_id
+        self._now = now
+
+    def create(self, project_id: str, request: CreateSessionRequest) -> tuple[Session, bool]:
+        """Create a session; with a tag, return the project's live session with that tag instead.
+
+        Returns (session, created). Concurrent creates with one tag yield one session: the tag claim is
+        taken in the same transaction as the session, so exactly one of them wins.
+        """
+        for _ in range(_MAX_ATTEMPTS):
+            dead_owner: str | None = None
+            if request.tag is not None:
+                owner_id = self._store.tag_owner(project_id, request.tag)
+                if owner_id is not None:
+                    owner = self._store.get(project_id, owner_id)
+                    if owner is not None and not owner.is_deleted:
+                        return owner, False
+                    dead_owner = owner_id
+            at = self._now()
+            session = Session(
+                project_id=project_id,
+                session_id=self._new_id(),
+                user_id=request.user_id,
+                tag=request.tag,
+                config=request.config,
+                metadata=request.metadata,
+                version=1,
+                created_at=at,
+                updated_at=at,
+            )
+            try:
+                self._store.create(session, replaces_tag_owner=dead_owner)
+            except TagTaken:
+                continue
+            return session, True
+        raise Conflict("the tag changed hands repeatedly while creating; retry the request")
+
+    def get(self, project_id: str, session_id: str) -> dict:
+        """The session's public form, read through the cache. Deleted or foreign sessions are NotFound."""
+        if not ids.is_session_id(session_id):
+            raise NotFound("session not found")
+        cached = self._cache.get(project_id, session_id)
+        if cached.tombstone:
+            raise NotFound("session not found")
+        if cached.body is not None:
+            return cached.body
+        session = self._load_live(project_id, session_id)
+        self._cache.fill(session)
+        return session.to_api()
+
+    def list(self, project_id: str, params: ListSessionsParams) -> Page:
+        if params.changed_since is not None:
+            try:
+                since = clock.iso(clock.parse_iso(params.changed_since))
+            except ValueError as error:
+                raise ValidationFailed(
+                    "changed_since must be an ISO-8601 time",
+                    details=[{"loc": ["query", "changed_since"], "msg": str(error)}],
+                ) from error
+        else:
+            since = None
+        query = ListQuery(
+            limit=params.limit, cursor=params.cursor, user_id=params.user_id, changed_since=since
+        )
+        return self._store.list(project_id, query)
+
+    def update(self, project_id: str, session_id: str, request: UpdateSessionRequest) -> Session:
+        """Apply a PATCH. Given fields replace the stored ones wholesale; the version goes up by one.
+
+        When it returns, the cache holds the new version (or nothing): a fill by a reader that read the
+        old version is refused by the cache's version guard.
+        """
+        if not ids.is_session_id(session_id):
+            raise NotFound("session not found")
+        for _ in range(_MAX_ATTEMPTS):
+            current = self._load_live(project_id, session_id)
+            if request.expected_version is not None and request.expected_version != current.version:
+                raise VersionConflict(
+                    f"session is at version {current.version}, not {request.expected_version}",
+                    details=[{"current_version": current.version}],
+                )
+            changes: dict = {"version": current.version + 1, "updated_at": self._now()}
+            if request.config is not None:
+                changes["config"] = request.config
+            if request.metadata is not None:
+                changes["metadata"] = request.metadata
+            updated = current.evolve(**changes)
+            try:
+                self._store.update(
+                    updated, previous_version=current.version, config_changed=request.config is not None
+                )
+            except WriteConflict:
+                continue  # re-read: deleted → 404, version moved → 409 or another optimistic round
+            self._cache.fill(updated)
+            return updated
+        raise Conflict("the session kept changing during the update; retry the request")
+
+    def _load_live(self, project_id: str, session_id: str) -> Session:
+        session = self._store.get(project_id, session_id)
+        if session is None:
+            raise NotFound("session not found")
+        if session.is_deleted:
+            self._cache.tombstone(project_id, session_id)
+            raise NotFound("session not found")
+        return session

@@ -1,0 +1,52 @@
+"""Typed settings, read from the environment the template gives each function.
+
+Read per invocation (cheap) so that the composition root can cache clients per configuration: the same
+process then serves a changed environment correctly, which the local stack and the tests rely on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    region: str = "us-east-1"
+    aws_endpoint_url: str | None = None
+
+    sessions_table: str = ""
+    projects_table: str = ""
+    api_keys_table: str = ""
+    audit_table: str = ""
+
+    redis_host: str | None = None
+    redis_port: int = 6379
+    redis_tls: bool = False
+    redis_timeout_seconds: float = 0.25
+    cache_ttl_seconds: int = 30
+    # A cache tombstone must outlive any read that could still be in flight when the DELETE returned.
+    cache_tombstone_ttl_seconds: int = 86_400
+
+    dynamodb_timeout_seconds: float = 2.0
+    dynamodb_max_retries: int = 2
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        values: dict[str, str] = {}
+        for name in cls.model_fields:
+            key = name.upper()
+            if env.get(key):
+                values[name] = env[key]
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        if region:
+            values["region"] = region
+        return cls.model_validate(values)
+
+    @property
+    def cache_enabled(self) -> bool:
+        return bool(self.redis_host)

@@ -1,0 +1,130 @@
+"""In-memory fakes of the ports, for unit tests of the service layer (no sockets).
+
+They keep the same conditional semantics as the real adapters (tag claims, version guards, the cache's
+refusal to overwrite a tombstone or a newer version), so service logic is tested against real rules.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+from session_service.errors import TagTaken, WriteConflict
+from session_service.models import ApiKeyRecord, ListQuery, Page, Project, Session
+from session_service.ports import CACHE_MISS, CacheLookup
+
+
+class FakeSessionStore:
+    def __init__(self) -> None:
+        self.sessions: dict[tuple[str, str], Session] = {}
+        self.tags: dict[tuple[str, str], str] = {}
+        self.config_history: list[tuple[str, str, int, dict]] = []
+        self._lock = threading.Lock()
+
+    def get(self, project_id: str, session_id: str) -> Session | None:
+        return self.sessions.get((project_id, session_id))
+
+    def tag_owner(self, project_id: str, tag: str) -> str | None:
+        return self.tags.get((project_id, tag))
+
+    def create(self, session: Session, *, replaces_tag_owner: str | None = None) -> None:
+        with self._lock:
+            if session.tag is not None:
+                if self.tags.get((session.project_id, session.tag)) != replaces_tag_owner:
+                    raise TagTaken()
+                self.tags[(session.project_id, session.tag)] = session.session_id
+            self.sessions[(session.project_id, session.session_id)] = session
+            self.config_history.append(
+                (session.project_id, session.session_id, session.version, session.config)
+            )
+
+    def update(self, session: Session, *, previous_version: int, config_changed: bool) -> None:
+        with self._lock:
+            current = self.sessions.get((session.project_id, session.session_id))
+            if current is None or current.is_deleted or current.version != previous_version:
+                raise WriteConflict()
+            self.sessions[(session.project_id, session.session_id)] = session
+            if config_changed:
+                self.config_history.append(
+                    (session.project_id, session.session_id, session.version, session.config)
+                )
+
+    def list(self, project_id: str, query: ListQuery) -> Page:
+        live = [s for (p, _), s in self.sessions.items() if p == project_id and not s.is_deleted]
+        if query.user_id is not None:
+            live = [s for s in live if s.user_id == query.user_id]
+        live.sort(key=lambda s: s.session_id, reverse=True)
+        start = 0
+        if query.cursor:
+            start = next(i for i, s in enumerate(live) if s.session_id == query.cursor) + 1
+        items = live[start : start + query.limit]
+        more = start + query.limit < len(live)
+        return Page(items=items, next_cursor=items[-1].session_id if more and items else None)
+
+    def mark_deleted(self, project_id: str, session_id: str, at: str) -> None:
+        key = (project_id, session_id)
+        self.sessions[key] = replace(self.sessions[key], deleted_at=at)
+
+
+class FakeCache:
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str], tuple[int, dict] | str] = {}
+        self.down = False
+
+    def get(self, project_id: str, session_id: str) -> CacheLookup:
+        if self.down:
+            return CACHE_MISS
+        entry = self.entries.get((project_id, session_id))
+        if entry is None:
+            return CACHE_MISS
+        if entry == "!":
+            return CacheLookup(tombstone=True)
+        assert isinstance(entry, tuple)
+        return CacheLookup(body=entry[1])
+
+    def fill(self, session: Session) -> None:
+        if self.down:
+            return
+        key = (session.project_id, session.session_id)
+        current = self.entries.get(key)
+        if current == "!" or (isinstance(current, tuple) and current[0] >= session.version):
+            return
+        self.entries[key] = (session.version, session.to_api())
+
+    def tombstone(self, project_id: str, session_id: str) -> bool:
+        if self.down:
+            return False
+        self.entries[(project_id, session_id)] = "!"
+        return True
+
+
+class FakeKeyStore:
+    def __init__(self) -> None:
+        self.records: dict[str, ApiKeyRecord] = {}
+
+    def get_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        return self.records.get(key_hash)
+
+    def put(self, record: ApiKeyRecord) -> None:
+        self.records[record.key_hash] = record
+
+    def list_for_project(self, project_id: str) -> list[ApiKeyRecord]:
+        return [r for r in self.records.values() if r.project_id == project_id]
+
+    def revoke(self, project_id: str, key_id: str, revoked_at: str) -> bool:
+        for key_hash, record in self.records.items():
+            if record.project_id == project_id and record.key_id == key_id:
+                self.records[key_hash] = replace(record, revoked_at=revoked_at)
+                return True
+        return False
+
+
+class FakeProjectStore:
+    def __init__(self) -> None:
+        self.projects: dict[str, Project] = {}
+
+    def create(self, project: Project) -> None:
+        self.projects[project.project_id] = project
+
+    def get(self, project_id: str) -> Project | None:
+        return self.projects.get(project_id)
