@@ -9,8 +9,8 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
-from session_service.errors import TagTaken, WriteConflict
-from session_service.models import ApiKeyRecord, ListQuery, Page, Project, Session
+from session_service.errors import SandboxRateLimited, SandboxUnavailable, TagTaken, WriteConflict
+from session_service.models import ApiKeyRecord, ListQuery, Page, Project, SandboxListing, Session, Tombstone
 from session_service.ports import CACHE_MISS, CacheLookup
 
 
@@ -50,7 +50,11 @@ class FakeSessionStore:
                 )
 
     def list(self, project_id: str, query: ListQuery) -> Page:
-        live = [s for (p, _), s in self.sessions.items() if p == project_id and not s.is_deleted]
+        live = [
+            s
+            for (p, _), s in self.sessions.items()
+            if p == project_id and (query.include_deleted or not s.is_deleted)
+        ]
         if query.user_id is not None:
             live = [s for s in live if s.user_id == query.user_id]
         live.sort(key=lambda s: s.session_id, reverse=True)
@@ -64,6 +68,81 @@ class FakeSessionStore:
     def mark_deleted(self, project_id: str, session_id: str, at: str) -> None:
         key = (project_id, session_id)
         self.sessions[key] = replace(self.sessions[key], deleted_at=at)
+
+    def tombstone(self, project_id: str, session_id: str, deleted_at: str, expires_at: int) -> bool:
+        with self._lock:
+            current = self.sessions.get((project_id, session_id))
+            if current is None or current.is_deleted:
+                return False
+            self.sessions[(project_id, session_id)] = replace(
+                current,
+                deleted_at=deleted_at,
+                updated_at=deleted_at,
+                version=current.version + 1,
+                teardown_state="pending",
+            )
+            return True
+
+    def record_teardown(self, project_id: str, session_id: str, *, killed: int, done_at: str | None) -> None:
+        current = self.sessions[(project_id, session_id)]
+        changes: dict = {"sandboxes_killed": current.sandboxes_killed + killed}
+        if done_at is not None:
+            changes.update(teardown_state="done", teardown_completed_at=done_at, config={}, metadata={})
+        self.sessions[(project_id, session_id)] = replace(current, **changes)
+
+    def pending_teardowns(self, deleted_before: str, limit: int) -> list[Tombstone]:
+        pending = [
+            Tombstone(s.project_id, s.session_id, s.deleted_at)
+            for s in self.sessions.values()
+            if s.deleted_at is not None and s.teardown_state == "pending" and s.deleted_at < deleted_before
+        ]
+        return pending[:limit]
+
+
+class FakeQueue:
+    def __init__(self) -> None:
+        self.sent: list[Tombstone] = []
+        self.down = False
+
+    def send(self, tombstone: Tombstone) -> bool:
+        if self.down:
+            return False
+        self.sent.append(tombstone)
+        return True
+
+
+class FakeSandboxes:
+    """Sandboxes by id → (metadata, state); `fail` maps an id to the exception its kill raises (n times)."""
+
+    def __init__(self) -> None:
+        self.sandboxes: dict[str, tuple[dict[str, str], str]] = {}
+        self.fail: dict[str, list[Exception]] = {}
+        self.kill_calls: list[str] = []
+        self._lock = threading.Lock()
+
+    def add(self, sandbox_id: str, project_id: str, session_id: str, state: str = "running") -> None:
+        self.sandboxes[sandbox_id] = ({"project_id": project_id, "session_id": session_id}, state)
+
+    def list_session_sandboxes(self, project_id: str, session_id: str, max_items: int) -> SandboxListing:
+        wanted = {"project_id": project_id, "session_id": session_id}
+        found = sorted(i for i, (meta, _) in self.sandboxes.items() if meta == wanted)
+        return SandboxListing(found[:max_items], truncated=len(found) > max_items)
+
+    def kill(self, sandbox_id: str) -> bool:
+        with self._lock:
+            self.kill_calls.append(sandbox_id)
+            pending = self.fail.get(sandbox_id)
+            if pending:
+                raise pending.pop(0)
+            return self.sandboxes.pop(sandbox_id, None) is not None
+
+
+def rate_limited() -> Exception:
+    return SandboxRateLimited("429")
+
+
+def unavailable() -> Exception:
+    return SandboxUnavailable("500")
 
 
 class FakeCache:

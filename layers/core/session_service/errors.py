@@ -50,6 +50,20 @@ class DependencyUnavailable(DomainError):
     code = "service_unavailable"
 
 
+class SandboxUnavailable(DomainError):
+    """E2B did not answer or refused (other than 'not found')."""
+
+    code = "sandbox_unavailable"
+
+
+class SandboxRateLimited(SandboxUnavailable):
+    """E2B answered 429 after the SDK's own retries."""
+
+
+class TeardownIncomplete(Exception):
+    """Some of a deleted session's resources are still there; the message must be retried."""
+
+
 class TagTaken(Exception):
     """Adapter outcome: the tag claim changed under us; the service re-reads and decides again."""
 

@@ -32,14 +32,22 @@ class Session:
     created_at: str
     updated_at: str
     deleted_at: str | None = None
+    teardown_state: str | None = None
+    teardown_completed_at: str | None = None
+    sandboxes_killed: int = 0
+    sandbox_id: str | None = None
 
     @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
 
     def to_api(self) -> dict[str, Any]:
-        """The public representation. The project is implied by the caller's key and never echoed."""
-        return {
+        """The public representation. The project is implied by the caller's key and never echoed.
+
+        A deleted session (only ever listed, never served) is a tombstone: its content is purged by
+        teardown, so it shows when it was deleted and how far teardown got instead.
+        """
+        body: dict[str, Any] = {
             "id": self.session_id,
             "user_id": self.user_id,
             "tag": self.tag,
@@ -49,6 +57,16 @@ class Session:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
+        if self.deleted_at is not None:
+            del body["config"], body["metadata"]
+            body["deleted"] = True
+            body["deleted_at"] = self.deleted_at
+            body["teardown"] = {
+                "state": self.teardown_state,
+                "completed_at": self.teardown_completed_at,
+                "sandboxes_killed": self.sandboxes_killed,
+            }
+        return body
 
     def evolve(self, **changes: Any) -> Session:
         return replace(self, **changes)
@@ -66,6 +84,44 @@ class ListQuery:
     cursor: str | None = None
     user_id: str | None = None
     changed_since: str | None = None
+    include_deleted: bool = False
+
+
+@dataclass(frozen=True)
+class Tombstone:
+    """What a DELETE returns and what the teardown message carries."""
+
+    project_id: str
+    session_id: str
+    deleted_at: str
+
+    def to_api(self) -> dict[str, Any]:
+        return {"id": self.session_id, "deleted": True, "deleted_at": self.deleted_at}
+
+    def to_message(self) -> dict[str, str]:
+        return {"project_id": self.project_id, "session_id": self.session_id, "deleted_at": self.deleted_at}
+
+
+class TeardownMessage(BaseModel):
+    """The body of a teardown queue message; anything else is a poison message."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+    project_id: Annotated[StrictStr, Field(pattern=r"^prj_[0-9a-z]{26}$")]
+    session_id: Annotated[StrictStr, Field(pattern=r"^ses_[0-9a-z]{26}$")]
+    deleted_at: StrictStr
+
+
+@dataclass(frozen=True)
+class SandboxListing:
+    sandbox_ids: list[str]
+    truncated: bool  # more sandboxes exist than were listed
+
+
+@dataclass(frozen=True)
+class TeardownReport:
+    outcome: str  # "done" | "continued" | "skipped"
+    sandboxes_killed: int = 0
 
 
 @dataclass(frozen=True)
@@ -127,3 +183,4 @@ class ListSessionsParams(BaseModel):
     cursor: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     user_id: UserId | None = None
     changed_since: str | None = None
+    include_deleted: bool = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from session_service.models import ApiKeyRecord, ListQuery, Page, Project, Session
+from session_service.models import ApiKeyRecord, ListQuery, Page, Project, SandboxListing, Session, Tombstone
 
 
 class SessionStore(Protocol):
@@ -26,7 +26,31 @@ class SessionStore(Protocol):
         Raises WriteConflict when the version moved on or the session was deleted.
         """
 
+    def tombstone(self, project_id: str, session_id: str, deleted_at: str, expires_at: int) -> bool:
+        """The DELETE: one conditional write that sets deleted_at unless already set. False: no such
+        live session in this project (unknown, foreign or already deleted)."""
+
+    def record_teardown(self, project_id: str, session_id: str, *, killed: int, done_at: str | None) -> None:
+        """Add `killed` to the session's count; with `done_at`, mark teardown done and purge the content."""
+
+    def pending_teardowns(self, deleted_before: str, limit: int) -> list[Tombstone]:
+        """Tombstones whose teardown is still pending (through the sparse index, never a Scan)."""
+
     def list(self, project_id: str, query: ListQuery) -> Page: ...
+
+
+class TeardownQueue(Protocol):
+    def send(self, tombstone: Tombstone) -> bool:
+        """Enqueue a teardown. Never raises: False when the queue could not be reached (logged, counted)."""
+
+
+class SandboxProvider(Protocol):
+    def list_session_sandboxes(self, project_id: str, session_id: str, max_items: int) -> SandboxListing:
+        """Running AND paused sandboxes whose metadata names this session. Raises SandboxUnavailable."""
+
+    def kill(self, sandbox_id: str) -> bool:
+        """Kill by id (never connect: that resumes a paused sandbox). False when it was already gone.
+        Raises SandboxRateLimited on 429, SandboxUnavailable on any other failure."""
 
 
 class ResponseCache(Protocol):

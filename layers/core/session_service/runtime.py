@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 from session_service.settings import Settings
 
 if TYPE_CHECKING:
-    from session_service.adapters.dynamodb import Tables
+    from session_service.adapters.dynamodb import DynamoSessionStore, Tables
     from session_service.auth import Admin, Authenticator
-    from session_service.ports import ResponseCache
+    from session_service.ports import ResponseCache, SandboxProvider, TeardownQueue
     from session_service.service import SessionService
+    from session_service.teardown import Sweeper, Teardown
 
 
 class Container:
@@ -39,11 +40,60 @@ class Container:
         return RedisResponseCache(self.settings)
 
     @cached_property
-    def sessions(self) -> SessionService:
+    def store(self) -> DynamoSessionStore:
         from session_service.adapters.dynamodb import DynamoSessionStore
+
+        return DynamoSessionStore(self.tables)
+
+    @cached_property
+    def queue(self) -> TeardownQueue:
+        from session_service.adapters.sqs import SqsTeardownQueue
+
+        return SqsTeardownQueue(self.settings)
+
+    @cached_property
+    def sandboxes(self) -> SandboxProvider:
+        from session_service.adapters.e2b_sandboxes import E2BSandboxProvider
+
+        return E2BSandboxProvider(self.settings, self.e2b_api_key())
+
+    def e2b_api_key(self) -> str:
+        """Locally the key may be given directly; in the cloud it is read from Secrets Manager (cached)."""
+        if self.settings.e2b_api_key:
+            return self.settings.e2b_api_key
+        if not self.settings.e2b_api_key_secret_arn:
+            raise RuntimeError("E2B_API_KEY_SECRET_ARN is not configured")
+        from session_service.adapters.secrets import secret_value
+
+        return secret_value(self.settings.e2b_api_key_secret_arn)
+
+    @cached_property
+    def sessions(self) -> SessionService:
         from session_service.service import SessionService
 
-        return SessionService(DynamoSessionStore(self.tables), self.cache)
+        queue = self.queue if self.settings.teardown_queue_url else None
+        return SessionService(
+            self.store, self.cache, queue, tombstone_retention_days=self.settings.tombstone_retention_days
+        )
+
+    @cached_property
+    def teardown(self) -> Teardown:
+        from session_service.teardown import Teardown
+
+        return Teardown(
+            self.store,
+            self.sandboxes,
+            self.cache,
+            self.queue,
+            max_sandboxes_per_run=self.settings.teardown_max_sandboxes_per_run,
+            kill_concurrency=self.settings.teardown_kill_concurrency,
+        )
+
+    @cached_property
+    def sweeper(self) -> Sweeper:
+        from session_service.teardown import Sweeper
+
+        return Sweeper(self.store, self.queue, grace_seconds=self.settings.teardown_grace_seconds)
 
     @cached_property
     def authenticator(self) -> Authenticator:
@@ -79,3 +129,11 @@ def authenticator() -> Authenticator:
 
 def admin_service() -> Admin:
     return container().admin
+
+
+def teardown_service() -> Teardown:
+    return container().teardown
+
+
+def sweeper() -> Sweeper:
+    return container().sweeper

@@ -19,9 +19,11 @@ from session_service.models import (
     ListSessionsParams,
     Page,
     Session,
+    Tombstone,
     UpdateSessionRequest,
 )
-from session_service.ports import ResponseCache, SessionStore
+from session_service.observability import count, tracer
+from session_service.ports import ResponseCache, SessionStore, TeardownQueue
 
 # Optimistic retries for races that a re-read resolves (a tag claim changing hands, a concurrent PATCH).
 _MAX_ATTEMPTS = 5
@@ -32,12 +34,16 @@ class SessionService:
         self,
         store: SessionStore,
         cache: ResponseCache,
+        queue: TeardownQueue | None = None,
         *,
+        tombstone_retention_days: int = 30,
         new_id: Callable[[], str] = ids.new_session_id,
         now: Callable[[], str] = clock.utc_now_iso,
     ) -> None:
         self._store = store
         self._cache = cache
+        self._queue = queue
+        self._retention_seconds = tombstone_retention_days * 86_400
         self._new_id = new_id
         self._now = now
 
@@ -100,9 +106,33 @@ class SessionService:
         else:
             since = None
         query = ListQuery(
-            limit=params.limit, cursor=params.cursor, user_id=params.user_id, changed_since=since
+            limit=params.limit,
+            cursor=params.cursor,
+            user_id=params.user_id,
+            changed_since=since,
+            # A sync client asking what changed must learn of deletions too.
+            include_deleted=params.include_deleted or since is not None,
         )
         return self._store.list(project_id, query)
+
+    def delete(self, project_id: str, session_id: str) -> Tombstone:
+        """Tombstone the session: one conditional write, then best-effort cache tombstone and enqueue.
+
+        Only the write can fail the request (503, nothing changed). A cache or queue failure is logged
+        and counted; the sweeper finds the pending tombstone and teardown rewrites the cache tombstone.
+        """
+        if not ids.is_session_id(session_id):
+            raise NotFound("session not found")
+        deleted_at = self._now()
+        expires_at = int(clock.parse_iso(deleted_at).timestamp()) + self._retention_seconds
+        if not self._store.tombstone(project_id, session_id, deleted_at, expires_at):
+            raise NotFound("session not found")
+        tombstone = Tombstone(project_id, session_id, deleted_at)
+        self._cache.tombstone(project_id, session_id)
+        if self._queue is None or not self._queue.send(tombstone):
+            count("TeardownEnqueueFailures")
+            tracer.put_annotation(key="teardown_enqueue_failed", value=session_id)
+        return tombstone
 
     def update(self, project_id: str, session_id: str, request: UpdateSessionRequest) -> Session:
         """Apply a PATCH. Given fields replace the stored ones wholesale; the version goes up by one.

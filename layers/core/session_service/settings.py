@@ -34,6 +34,22 @@ class Settings(BaseModel):
     dynamodb_timeout_seconds: float = 2.0
     dynamodb_max_retries: int = 2
 
+    teardown_queue_url: str | None = None
+    tombstone_retention_days: int = 30
+    teardown_grace_seconds: int = 120
+    # One teardown run kills at most this many sandboxes of a session; the rest are re-enqueued.
+    teardown_max_sandboxes_per_run: int = 500
+    teardown_kill_concurrency: int = 8
+
+    # E2B: in the cloud the key comes from Secrets Manager; locally it may be given directly.
+    e2b_api_key_secret_arn: str | None = None
+    e2b_api_key: str | None = None
+    e2b_api_url: str | None = None
+    e2b_sandbox_url: str | None = None
+    e2b_request_timeout_seconds: float = 10.0
+    sandbox_template: str = "base"
+    sandbox_timeout_seconds: int = 300
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env

@@ -17,13 +17,13 @@ from typing import Any, TypeVar
 from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, KeysOnlyProjection
 from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from session_service import ids
 from session_service.errors import BadRequest, DependencyUnavailable, TagTaken, WriteConflict
-from session_service.models import ApiKeyRecord, ListQuery, Page, Project, Session
+from session_service.models import ApiKeyRecord, ListQuery, Page, Project, Session, Tombstone
 from session_service.observability import logger
 from session_service.settings import Settings
 
@@ -66,8 +66,8 @@ class Tables:
             max_retry_attempts=settings.dynamodb_max_retries,
         )
 
-        def index_meta(name: str) -> type:
-            return type("Meta", (), {"index_name": name, "projection": AllProjection()})
+        def index_meta(name: str, projection: Any = None) -> type:
+            return type("Meta", (), {"index_name": name, "projection": projection or AllProjection()})
 
         class ByUser(GlobalSecondaryIndex):
             Meta = index_meta("by_user")
@@ -79,6 +79,13 @@ class Tables:
             project_id = UnicodeAttribute(hash_key=True)
             updated_at = UnicodeAttribute(range_key=True)
 
+        class PendingTeardown(GlobalSecondaryIndex):
+            """Sparse: only tombstones whose teardown is not done carry `teardown_pending`."""
+
+            Meta = index_meta("pending_teardown", KeysOnlyProjection())
+            teardown_pending = UnicodeAttribute(hash_key=True)
+            deleted_at = UnicodeAttribute(range_key=True)
+
         class SessionItem(Model):
             Meta = type("Meta", (), {"table_name": settings.sessions_table, **meta})  # type: ignore[assignment]
             project_id = UnicodeAttribute(hash_key=True)
@@ -86,14 +93,21 @@ class Tables:
             user_id = UnicodeAttribute()
             user_key = UnicodeAttribute()
             tag = UnicodeAttribute(null=True)
-            config = JSONAttribute()
-            session_metadata = JSONAttribute(attr_name="metadata")
+            config = JSONAttribute(null=True)  # purged by teardown
+            session_metadata = JSONAttribute(attr_name="metadata", null=True)  # purged by teardown
             version = NumberAttribute()
             created_at = UnicodeAttribute()
             updated_at = UnicodeAttribute()
             deleted_at = UnicodeAttribute(null=True)
+            teardown_state = UnicodeAttribute(null=True)
+            teardown_pending = UnicodeAttribute(null=True)
+            teardown_completed_at = UnicodeAttribute(null=True)
+            sandboxes_killed = NumberAttribute(null=True)
+            sandbox_id = UnicodeAttribute(null=True)
+            expires_at = NumberAttribute(null=True)  # DynamoDB TTL: the tombstone's end
             by_user = ByUser()
             by_updated = ByUpdated()
+            pending_teardown = PendingTeardown()
 
         class ProjectItem(Model):
             """Project records (sk="project") and tag claims (sk="tag#<tag>") share the projects table."""
@@ -149,6 +163,17 @@ def _config_entry(version: int) -> str:
 # so a forged or replayed cursor can never page into another project.
 
 _MODES = {"project": "p", "user": "u", "changed": "c"}
+PENDING = "pending"
+
+
+def _all_of(*conditions: Any) -> Any:
+    present = [condition for condition in conditions if condition is not None]
+    if not present:
+        return None
+    combined = present[0]
+    for condition in present[1:]:
+        combined = combined & condition
+    return combined
 
 
 def encode_cursor(mode: str, last_key: dict[str, Any]) -> str:
@@ -190,12 +215,16 @@ class DynamoSessionStore:
             session_id=item.session_id,
             user_id=item.user_id,
             tag=item.tag,
-            config=item.config,
-            metadata=item.session_metadata,
+            config=item.config or {},
+            metadata=item.session_metadata or {},
             version=int(item.version),
             created_at=item.created_at,
             updated_at=item.updated_at,
             deleted_at=item.deleted_at,
+            teardown_state=item.teardown_state,
+            teardown_completed_at=item.teardown_completed_at,
+            sandboxes_killed=int(item.sandboxes_killed or 0),
+            sandbox_id=item.sandbox_id,
         )
 
     def _audit_config(self, session: Session) -> Any:
@@ -291,14 +320,63 @@ class DynamoSessionStore:
                     raise WriteConflict() from error
                 raise
 
+    def tombstone(self, project_id: str, session_id: str, deleted_at: str, expires_at: int) -> bool:
+        S = self._t.SessionItem
+        with _dynamodb_errors("tombstone_session"):
+            try:
+                S(project_id=project_id, session_id=session_id).update(
+                    actions=[
+                        S.deleted_at.set(deleted_at),
+                        S.updated_at.set(deleted_at),
+                        S.version.add(1),
+                        S.teardown_state.set("pending"),
+                        S.teardown_pending.set(PENDING),
+                        S.expires_at.set(expires_at),
+                    ],
+                    condition=S.session_id.exists() & S.deleted_at.does_not_exist(),
+                )
+            except PynamoDBException as error:
+                if _condition_failed(error):
+                    return False
+                raise
+        return True
+
+    def record_teardown(self, project_id: str, session_id: str, *, killed: int, done_at: str | None) -> None:
+        S = self._t.SessionItem
+        actions: list[Any] = [S.sandboxes_killed.add(killed)]
+        if done_at is not None:
+            actions += [
+                S.teardown_state.set("done"),
+                S.teardown_completed_at.set(done_at),
+                S.teardown_pending.remove(),
+                S.config.remove(),
+                S.session_metadata.remove(),
+            ]
+        with _dynamodb_errors("record_teardown"):
+            S(project_id=project_id, session_id=session_id).update(
+                actions=actions, condition=S.deleted_at.exists()
+            )
+
+    def pending_teardowns(self, deleted_before: str, limit: int) -> list[Tombstone]:
+        S = self._t.SessionItem
+        with _dynamodb_errors("pending_teardowns"):
+            results = S.pending_teardown.query(
+                PENDING,
+                range_key_condition=S.deleted_at < deleted_before,
+                limit=limit,
+                page_size=min(limit, 100),
+            )
+            return [Tombstone(item.project_id, item.session_id, item.deleted_at) for item in results]
+
     def list(self, project_id: str, query: ListQuery) -> Page:
         S = self._t.SessionItem
-        live = S.deleted_at.does_not_exist()
+        live = None if query.include_deleted else S.deleted_at.does_not_exist()
         user_key = f"{project_id}#{query.user_id}" if query.user_id is not None else None
         runner: Callable[..., Any]
         if user_key is not None:
             mode = "user"
-            condition = live if query.changed_since is None else live & (S.updated_at >= query.changed_since)
+            since_condition = None if query.changed_since is None else S.updated_at >= query.changed_since
+            condition = _all_of(live, since_condition)
 
             def runner(**kwargs: Any) -> Any:
                 return S.by_user.query(user_key, filter_condition=condition, **kwargs)

@@ -1,0 +1,66 @@
+"""The sandbox provider on E2B, through the real `e2b` SDK.
+
+Teardown lists by metadata in both states (running and paused) and kills by id with the SDK's static kill:
+it never connects, because connecting resumes a paused sandbox. Vendor errors become domain outcomes:
+404 on kill is "already gone" (False), 429 is SandboxRateLimited, anything else SandboxUnavailable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from e2b import Sandbox, SandboxQuery, SandboxState
+from e2b.exceptions import NotFoundException, RateLimitException
+
+from session_service.errors import SandboxRateLimited, SandboxUnavailable
+from session_service.models import SandboxListing
+from session_service.observability import logger
+from session_service.settings import Settings
+
+PAGE_SIZE = 100  # E2B's maximum page size
+
+
+def session_metadata(project_id: str, session_id: str) -> dict[str, str]:
+    """Exactly the metadata teardown finds a session's sandboxes by."""
+    return {"project_id": project_id, "session_id": session_id}
+
+
+class E2BSandboxProvider:
+    def __init__(self, settings: Settings, api_key: str) -> None:
+        self._opts: dict[str, Any] = {
+            "api_key": api_key,
+            "request_timeout": settings.e2b_request_timeout_seconds,
+        }
+        if settings.e2b_api_url:
+            self._opts["api_url"] = settings.e2b_api_url
+        if settings.e2b_sandbox_url:
+            self._opts["sandbox_url"] = settings.e2b_sandbox_url
+
+    def list_session_sandboxes(self, project_id: str, session_id: str, max_items: int) -> SandboxListing:
+        query = SandboxQuery(
+            metadata=session_metadata(project_id, session_id),
+            state=[SandboxState.RUNNING, SandboxState.PAUSED],
+        )
+        found: list[str] = []
+        try:
+            paginator = Sandbox.list(query=query, limit=min(PAGE_SIZE, max_items), **self._opts)
+            while paginator.has_next and len(found) < max_items:
+                found += [info.sandbox_id for info in paginator.next_items()]
+        except RateLimitException as error:
+            raise SandboxRateLimited("E2B is rate limiting sandbox listing") from error
+        except Exception as error:
+            logger.warning("E2B list failed", extra={"session_id": session_id, "error": repr(error)})
+            raise SandboxUnavailable("could not list the session's sandboxes") from error
+        return SandboxListing(
+            sandbox_ids=found[:max_items], truncated=paginator.has_next or len(found) > max_items
+        )
+
+    def kill(self, sandbox_id: str) -> bool:
+        try:
+            return bool(Sandbox.kill(sandbox_id, **self._opts))
+        except NotFoundException:
+            return False
+        except RateLimitException as error:
+            raise SandboxRateLimited(f"E2B rate limited the kill of {sandbox_id}") from error
+        except Exception as error:
+            raise SandboxUnavailable(f"could not kill sandbox {sandbox_id}: {error}") from error

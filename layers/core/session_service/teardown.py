@@ -1,0 +1,135 @@
+"""Deleting a session's compute and content after its tombstone: the SQS-driven teardown and the sweeper.
+
+The tombstone (deleted_at on the session item) is the source of truth. Teardown is idempotent and only
+ever acts on tombstoned sessions, so a duplicate, late or replayed message is harmless; anything it
+cannot finish raises TeardownIncomplete and the message is retried (then dead-lettered, then re-enqueued
+by the sweeper while the tombstone still says 'pending').
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from session_service import clock
+from session_service.errors import SandboxRateLimited, SandboxUnavailable, TeardownIncomplete
+from session_service.models import TeardownMessage, TeardownReport, Tombstone
+from session_service.observability import count, logger, tracer
+from session_service.ports import ResponseCache, SandboxProvider, SessionStore, TeardownQueue
+
+_KILL_ATTEMPTS = 5
+
+
+class Teardown:
+    def __init__(
+        self,
+        store: SessionStore,
+        sandboxes: SandboxProvider,
+        cache: ResponseCache,
+        queue: TeardownQueue,
+        *,
+        max_sandboxes_per_run: int = 500,
+        kill_concurrency: int = 8,
+        sleep: Callable[[float], None] = time.sleep,
+        now: Callable[[], str] = clock.utc_now_iso,
+    ) -> None:
+        self._store = store
+        self._sandboxes = sandboxes
+        self._cache = cache
+        self._queue = queue
+        self._max_per_run = max_sandboxes_per_run
+        self._concurrency = kill_concurrency
+        self._sleep = sleep
+        self._now = now
+
+    def run(self, message: TeardownMessage) -> TeardownReport:
+        project_id, session_id = message.project_id, message.session_id
+        session = self._store.get(project_id, session_id)
+        if session is None:
+            logger.info("teardown: session already purged", extra={"session_id": session_id})
+            return TeardownReport("skipped")
+        if not session.is_deleted:
+            # Never tear down a live session, whatever a message says.
+            logger.warning("teardown: session is not deleted; ignoring", extra={"session_id": session_id})
+            return TeardownReport("skipped")
+        if session.teardown_state == "done":
+            return TeardownReport("skipped")
+
+        listing = self._sandboxes.list_session_sandboxes(project_id, session_id, self._max_per_run)
+        failures = self._kill_all(listing.sandbox_ids)
+        killed = len(listing.sandbox_ids) - len(failures)
+        if failures:
+            count("SandboxKillFailures", len(failures))
+            tracer.put_annotation(key="teardown_failed", value=session_id)
+            self._store.record_teardown(project_id, session_id, killed=killed, done_at=None)
+            raise TeardownIncomplete(
+                f"{len(failures)} sandbox kill(s) failed for {session_id}: {failures[:5]}"
+            )
+        if listing.truncated:
+            # More sandboxes than one run may kill: count these and hand the rest to a fresh message.
+            self._store.record_teardown(project_id, session_id, killed=killed, done_at=None)
+            if not self._queue.send(Tombstone(project_id, session_id, message.deleted_at)):
+                raise TeardownIncomplete(f"could not re-enqueue the rest of {session_id}'s teardown")
+            return TeardownReport("continued", killed)
+        if not self._cache.tombstone(project_id, session_id):
+            self._store.record_teardown(project_id, session_id, killed=killed, done_at=None)
+            raise TeardownIncomplete(f"could not write the cache tombstone of {session_id}")
+        self._store.record_teardown(project_id, session_id, killed=killed, done_at=self._now())
+        count("TeardownsCompleted")
+        logger.info("teardown done", extra={"session_id": session_id, "sandboxes_killed": killed})
+        return TeardownReport("done", killed)
+
+    def _kill_all(self, sandbox_ids: list[str]) -> list[str]:
+        """Kill with bounded concurrency; returns the ids that could not be killed."""
+        if not sandbox_ids:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self._concurrency, len(sandbox_ids))) as pool:
+            outcomes = list(pool.map(self._kill_one, sandbox_ids))
+        return [sandbox_id for sandbox_id, ok in zip(sandbox_ids, outcomes, strict=True) if not ok]
+
+    def _kill_one(self, sandbox_id: str) -> bool:
+        for attempt in range(_KILL_ATTEMPTS):
+            try:
+                self._sandboxes.kill(sandbox_id)  # False (already gone) counts as done
+                return True
+            except SandboxRateLimited:
+                count("SandboxKillThrottled")
+                self._sleep(min(0.2 * 2**attempt, 5.0))
+            except SandboxUnavailable as error:
+                logger.warning(
+                    "sandbox kill failed", extra={"sandbox_id": sandbox_id, "error": error.message}
+                )
+                return False
+        return False
+
+
+class Sweeper:
+    """Re-enqueues teardowns still pending after a grace period: covers a lost send, a crash between the
+    tombstone and the send, and messages that went to the dead-letter queue."""
+
+    def __init__(
+        self,
+        store: SessionStore,
+        queue: TeardownQueue,
+        *,
+        grace_seconds: int,
+        batch_limit: int = 500,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._grace = grace_seconds
+        self._limit = batch_limit
+        self._now = now
+
+    def sweep(self) -> int:
+        from datetime import UTC, datetime
+
+        cutoff = clock.iso(datetime.fromtimestamp(self._now() - self._grace, UTC))
+        pending = self._store.pending_teardowns(deleted_before=cutoff, limit=self._limit)
+        sent = sum(1 for tombstone in pending if self._queue.send(tombstone))
+        count("TeardownsReenqueued", sent)
+        if sent < len(pending):
+            raise TeardownIncomplete(f"re-enqueued {sent} of {len(pending)} pending teardowns")
+        return sent
