@@ -9,8 +9,24 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
-from session_service.errors import SandboxRateLimited, SandboxUnavailable, TagTaken, WriteConflict
-from session_service.models import ApiKeyRecord, ListQuery, Page, Project, SandboxListing, Session, Tombstone
+from session_service.errors import (
+    SandboxGone,
+    SandboxRateLimited,
+    SandboxUnavailable,
+    TagTaken,
+    WriteConflict,
+)
+from session_service.models import (
+    ApiKeyRecord,
+    CommandResult,
+    ListQuery,
+    Page,
+    Project,
+    SandboxListing,
+    Session,
+    Tombstone,
+    UsageRecord,
+)
 from session_service.ports import CACHE_MISS, CacheLookup
 
 
@@ -19,7 +35,24 @@ class FakeSessionStore:
         self.sessions: dict[tuple[str, str], Session] = {}
         self.tags: dict[tuple[str, str], str] = {}
         self.config_history: list[tuple[str, str, int, dict]] = []
+        self.usage: list[UsageRecord] = []
+        self.before_attach: list = []  # callables run just before the fence write (to interleave a delete)
         self._lock = threading.Lock()
+
+    def attach_sandbox(
+        self, project_id: str, session_id: str, sandbox_id: str, *, replaces: str | None
+    ) -> bool:
+        for hook in self.before_attach:
+            hook()
+        with self._lock:
+            current = self.sessions.get((project_id, session_id))
+            if current is None or current.is_deleted or current.sandbox_id != replaces:
+                return False
+            self.sessions[(project_id, session_id)] = replace(current, sandbox_id=sandbox_id)
+            return True
+
+    def record_usage(self, usage: UsageRecord) -> None:
+        self.usage.append(usage)
 
     def get(self, project_id: str, session_id: str) -> Session | None:
         return self.sessions.get((project_id, session_id))
@@ -118,6 +151,9 @@ class FakeSandboxes:
         self.sandboxes: dict[str, tuple[dict[str, str], str]] = {}
         self.fail: dict[str, list[Exception]] = {}
         self.kill_calls: list[str] = []
+        self.runs: list[tuple[str, str]] = []
+        self.created = 0
+        self.down = False
         self._lock = threading.Lock()
 
     def add(self, sandbox_id: str, project_id: str, session_id: str, state: str = "running") -> None:
@@ -127,6 +163,34 @@ class FakeSandboxes:
         wanted = {"project_id": project_id, "session_id": session_id}
         found = sorted(i for i, (meta, _) in self.sandboxes.items() if meta == wanted)
         return SandboxListing(found[:max_items], truncated=len(found) > max_items)
+
+    def create(self, metadata: dict[str, str], *, template: str, timeout_s: int) -> str:
+        if self.down:
+            raise SandboxUnavailable("down")
+        with self._lock:
+            self.created += 1
+            sandbox_id = f"sbx{self.created:03d}"
+            self.sandboxes[sandbox_id] = (dict(metadata), "running")
+        return sandbox_id
+
+    def run(
+        self,
+        sandbox_id: str,
+        command: str,
+        *,
+        timeout_s: int,
+        env: dict[str, str],
+        cwd: str | None,
+        sandbox_timeout_s: int,
+    ) -> CommandResult:
+        if self.down:
+            raise SandboxUnavailable("down")
+        if sandbox_id not in self.sandboxes:
+            raise SandboxGone(sandbox_id)
+        meta, _ = self.sandboxes[sandbox_id]
+        self.sandboxes[sandbox_id] = (meta, "running")  # running a command resumes a paused sandbox
+        self.runs.append((sandbox_id, command))
+        return CommandResult(stdout=f"ran {command}\n", stderr="", exit_code=0)
 
     def kill(self, sandbox_id: str) -> bool:
         with self._lock:

@@ -208,3 +208,18 @@ def test_sweeper_reenqueues_only_pending_teardowns_past_the_grace_period(
     assert Sweeper(store, queue, grace_seconds=3600).sweep() == 0
     assert Sweeper(store, queue, grace_seconds=-1).sweep() == 1
     assert [t.session_id for t in queue.sent] == [lost]
+
+
+def test_a_late_message_for_a_done_session_still_kills_stragglers(
+    service: SessionService,
+    teardown: Teardown,
+    sandboxes: FakeSandboxes,
+    queue: FakeQueue,
+    store: FakeSessionStore,
+) -> None:
+    sid = new_session(service)
+    service.delete(P1, sid)
+    assert teardown.run(message_for(queue)).outcome == "done"
+    sandboxes.add("late", P1, sid, "paused")  # e.g. a fenced-out sandbox whose first kill failed
+    assert teardown.run(message_for(queue)).outcome == "done"
+    assert sandboxes.sandboxes == {} and store.get(P1, sid).sandboxes_killed == 1  # type: ignore[union-attr]

@@ -22,6 +22,7 @@ from session_service.errors import (
     DomainError,
     NotFound,
     PayloadTooLarge,
+    SandboxUnavailable,
     Unauthorized,
     ValidationFailed,
     VersionConflict,
@@ -40,6 +41,7 @@ STATUS: dict[type[DomainError], int] = {
     PayloadTooLarge: 413,
     ValidationFailed: 422,
     DependencyUnavailable: 503,
+    SandboxUnavailable: 503,
 }
 PROJECT_CONTEXT_KEY = "project_id"
 

@@ -56,6 +56,10 @@ class SandboxUnavailable(DomainError):
     code = "sandbox_unavailable"
 
 
+class SandboxGone(Exception):
+    """Adapter outcome: the sandbox no longer exists at E2B (killed, or past its retention)."""
+
+
 class SandboxRateLimited(SandboxUnavailable):
     """E2B answered 429 after the SDK's own retries."""
 

@@ -124,6 +124,64 @@ class TeardownReport:
     sandboxes_killed: int = 0
 
 
+def sandbox_metadata(project_id: str, session_id: str) -> dict[str, str]:
+    """Exactly the metadata a session's sandboxes carry and teardown finds them by."""
+    return {"project_id": project_id, "session_id": session_id}
+
+
+MAX_COMMAND_TIMEOUT_S = 20  # an HTTP API integration times out at 30 s; sandbox create/resume needs the rest
+DEFAULT_COMMAND_TIMEOUT_S = 10
+
+EnvName = Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+
+
+class ExecuteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    command: Annotated[StrictStr, Field(min_length=1, max_length=16_384)]
+    timeout_s: Annotated[StrictInt, Field(ge=1, le=MAX_COMMAND_TIMEOUT_S)] = DEFAULT_COMMAND_TIMEOUT_S
+    env: Annotated[dict[EnvName, Annotated[StrictStr, Field(max_length=4096)]], Field(max_length=64)] = Field(
+        default_factory=dict
+    )
+    cwd: Annotated[StrictStr, Field(min_length=1, max_length=1024, pattern=r"^/")] | None = None
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    stdout: str
+    stderr: str
+    exit_code: int | None  # None when the command was stopped at its timeout
+    timed_out: bool = False
+
+
+@dataclass(frozen=True)
+class ExecutionResult:
+    sandbox_id: str
+    result: CommandResult
+    duration_ms: int
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "stdout": self.result.stdout,
+            "stderr": self.result.stderr,
+            "exit_code": self.result.exit_code,
+            "timed_out": self.result.timed_out,
+            "sandbox_id": self.sandbox_id,
+            "duration_ms": self.duration_ms,
+        }
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    project_id: str
+    session_id: str
+    sandbox_id: str
+    at: str
+    duration_ms: int
+    exit_code: int | None
+    timed_out: bool
+
+
 @dataclass(frozen=True)
 class Project:
     project_id: str

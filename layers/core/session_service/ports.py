@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from session_service.models import ApiKeyRecord, ListQuery, Page, Project, SandboxListing, Session, Tombstone
+from session_service.models import (
+    ApiKeyRecord,
+    CommandResult,
+    ListQuery,
+    Page,
+    Project,
+    SandboxListing,
+    Session,
+    Tombstone,
+    UsageRecord,
+)
 
 
 class SessionStore(Protocol):
@@ -36,6 +46,14 @@ class SessionStore(Protocol):
     def pending_teardowns(self, deleted_before: str, limit: int) -> list[Tombstone]:
         """Tombstones whose teardown is still pending (through the sparse index, never a Scan)."""
 
+    def attach_sandbox(
+        self, project_id: str, session_id: str, sandbox_id: str, *, replaces: str | None
+    ) -> bool:
+        """The fence: record the session's sandbox only if the session is not deleted and its sandbox is
+        still `replaces` (None: none yet). False when either no longer holds."""
+
+    def record_usage(self, usage: UsageRecord) -> None: ...
+
     def list(self, project_id: str, query: ListQuery) -> Page: ...
 
 
@@ -51,6 +69,21 @@ class SandboxProvider(Protocol):
     def kill(self, sandbox_id: str) -> bool:
         """Kill by id (never connect: that resumes a paused sandbox). False when it was already gone.
         Raises SandboxRateLimited on 429, SandboxUnavailable on any other failure."""
+
+    def create(self, metadata: dict[str, str], *, template: str, timeout_s: int) -> str:
+        """A new sandbox that pauses (not dies) when idle past `timeout_s`. Raises SandboxUnavailable."""
+
+    def run(
+        self,
+        sandbox_id: str,
+        command: str,
+        *,
+        timeout_s: int,
+        env: dict[str, str],
+        cwd: str | None,
+        sandbox_timeout_s: int,
+    ) -> CommandResult:
+        """Run in the sandbox, resuming it if paused. Raises SandboxGone, SandboxUnavailable."""
 
 
 class ResponseCache(Protocol):

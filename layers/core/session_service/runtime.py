@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from session_service.ports import ResponseCache, SandboxProvider, TeardownQueue
     from session_service.service import SessionService
     from session_service.teardown import Sweeper, Teardown
+    from session_service.workbench import Workbench
 
 
 class Container:
@@ -90,6 +91,18 @@ class Container:
         )
 
     @cached_property
+    def workbench(self) -> Workbench:
+        from session_service.workbench import Workbench
+
+        return Workbench(
+            self.store,
+            self.sandboxes,
+            self.queue,
+            default_template=self.settings.sandbox_template,
+            default_timeout_s=self.settings.sandbox_timeout_seconds,
+        )
+
+    @cached_property
     def sweeper(self) -> Sweeper:
         from session_service.teardown import Sweeper
 
@@ -137,3 +150,7 @@ def teardown_service() -> Teardown:
 
 def sweeper() -> Sweeper:
     return container().sweeper
+
+
+def workbench() -> Workbench:
+    return container().workbench

@@ -53,9 +53,8 @@ class Teardown:
             # Never tear down a live session, whatever a message says.
             logger.warning("teardown: session is not deleted; ignoring", extra={"session_id": session_id})
             return TeardownReport("skipped")
-        if session.teardown_state == "done":
-            return TeardownReport("skipped")
-
+        # A session already marked done is listed again all the same: a late message (e.g. from a fenced-out
+        # execute whose kill failed) may be about a straggler. Listing an empty session is one cheap call.
         listing = self._sandboxes.list_session_sandboxes(project_id, session_id, self._max_per_run)
         failures = self._kill_all(listing.sandbox_ids)
         killed = len(listing.sandbox_ids) - len(failures)
@@ -72,6 +71,10 @@ class Teardown:
             if not self._queue.send(Tombstone(project_id, session_id, message.deleted_at)):
                 raise TeardownIncomplete(f"could not re-enqueue the rest of {session_id}'s teardown")
             return TeardownReport("continued", killed)
+        if session.teardown_state == "done":
+            if killed:
+                self._store.record_teardown(project_id, session_id, killed=killed, done_at=None)
+            return TeardownReport("done" if killed else "skipped", killed)
         if not self._cache.tombstone(project_id, session_id):
             self._store.record_teardown(project_id, session_id, killed=killed, done_at=None)
             raise TeardownIncomplete(f"could not write the cache tombstone of {session_id}")

@@ -23,7 +23,7 @@ from pynamodb.transactions import TransactWrite
 
 from session_service import ids
 from session_service.errors import BadRequest, DependencyUnavailable, TagTaken, WriteConflict
-from session_service.models import ApiKeyRecord, ListQuery, Page, Project, Session, Tombstone
+from session_service.models import ApiKeyRecord, ListQuery, Page, Project, Session, Tombstone, UsageRecord
 from session_service.observability import logger
 from session_service.settings import Settings
 
@@ -129,6 +129,10 @@ class Tables:
             at = UnicodeAttribute()
             version = NumberAttribute(null=True)
             config = JSONAttribute(null=True)
+            sandbox_id = UnicodeAttribute(null=True)
+            duration_ms = NumberAttribute(null=True)
+            exit_code = NumberAttribute(null=True)
+            timed_out = UnicodeAttribute(null=True)
 
         class ByProject(GlobalSecondaryIndex):
             Meta = index_meta("by_project")
@@ -356,6 +360,47 @@ class DynamoSessionStore:
             S(project_id=project_id, session_id=session_id).update(
                 actions=actions, condition=S.deleted_at.exists()
             )
+
+    def attach_sandbox(
+        self, project_id: str, session_id: str, sandbox_id: str, *, replaces: str | None
+    ) -> bool:
+        S = self._t.SessionItem
+        slot = S.sandbox_id.does_not_exist() if replaces is None else S.sandbox_id == replaces
+        with _dynamodb_errors("attach_sandbox"):
+            try:
+                S(project_id=project_id, session_id=session_id).update(
+                    actions=[S.sandbox_id.set(sandbox_id)],
+                    condition=S.session_id.exists() & S.deleted_at.does_not_exist() & slot,
+                )
+            except PynamoDBException as error:
+                if _condition_failed(error):
+                    return False
+                raise
+        return True
+
+    def record_usage(self, usage: UsageRecord) -> None:
+        item = self._t.AuditItem(
+            session_key=f"{usage.project_id}#{usage.session_id}",
+            entry=f"usage#{usage.at}#{usage.sandbox_id}",
+            kind="usage",
+            project_id=usage.project_id,
+            session_id=usage.session_id,
+            at=usage.at,
+            sandbox_id=usage.sandbox_id,
+            duration_ms=usage.duration_ms,
+            exit_code=usage.exit_code,
+            timed_out="true" if usage.timed_out else "false",
+        )
+        with _dynamodb_errors("record_usage"):
+            item.save()
+
+    def audit_entries(self, project_id: str, session_id: str) -> list[dict[str, Any]]:
+        """Config history and usage records of a session, oldest first (operators, tests)."""
+        with _dynamodb_errors("audit_entries"):
+            return [
+                {key: value for key, value in item.attribute_values.items() if value is not None}
+                for item in self._t.AuditItem.query(f"{project_id}#{session_id}")
+            ]
 
     def pending_teardowns(self, deleted_before: str, limit: int) -> list[Tombstone]:
         S = self._t.SessionItem

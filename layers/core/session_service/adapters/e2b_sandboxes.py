@@ -9,20 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from e2b import Sandbox, SandboxQuery, SandboxState
-from e2b.exceptions import NotFoundException, RateLimitException
+from e2b import CommandExitException, Sandbox, SandboxQuery, SandboxState
+from e2b.exceptions import NotFoundException, RateLimitException, TimeoutException
 
-from session_service.errors import SandboxRateLimited, SandboxUnavailable
-from session_service.models import SandboxListing
+from session_service.errors import SandboxGone, SandboxRateLimited, SandboxUnavailable
+from session_service.models import CommandResult, SandboxListing, sandbox_metadata
 from session_service.observability import logger
 from session_service.settings import Settings
 
 PAGE_SIZE = 100  # E2B's maximum page size
-
-
-def session_metadata(project_id: str, session_id: str) -> dict[str, str]:
-    """Exactly the metadata teardown finds a session's sandboxes by."""
-    return {"project_id": project_id, "session_id": session_id}
 
 
 class E2BSandboxProvider:
@@ -38,7 +33,7 @@ class E2BSandboxProvider:
 
     def list_session_sandboxes(self, project_id: str, session_id: str, max_items: int) -> SandboxListing:
         query = SandboxQuery(
-            metadata=session_metadata(project_id, session_id),
+            metadata=sandbox_metadata(project_id, session_id),
             state=[SandboxState.RUNNING, SandboxState.PAUSED],
         )
         found: list[str] = []
@@ -64,3 +59,61 @@ class E2BSandboxProvider:
             raise SandboxRateLimited(f"E2B rate limited the kill of {sandbox_id}") from error
         except Exception as error:
             raise SandboxUnavailable(f"could not kill sandbox {sandbox_id}: {error}") from error
+
+    def create(self, metadata: dict[str, str], *, template: str, timeout_s: int) -> str:
+        try:
+            sandbox = Sandbox.create(
+                template=template,
+                timeout=timeout_s,
+                metadata=metadata,
+                lifecycle={"on_timeout": "pause"},  # idle sandboxes pause; teardown kills paused ones too
+                **self._opts,
+            )
+        except RateLimitException as error:
+            raise SandboxRateLimited("E2B is rate limiting sandbox creation") from error
+        except Exception as error:
+            logger.warning("E2B create failed", extra={"error": repr(error)})
+            raise SandboxUnavailable("the sandbox service is unavailable; nothing was run") from error
+        return str(sandbox.sandbox_id)
+
+    def run(
+        self,
+        sandbox_id: str,
+        command: str,
+        *,
+        timeout_s: int,
+        env: dict[str, str],
+        cwd: str | None,
+        sandbox_timeout_s: int,
+    ) -> CommandResult:
+        stdout: list[str] = []
+        stderr: list[str] = []
+        try:
+            # connect() resumes a paused sandbox and extends its timeout; only the workbench does this.
+            sandbox = Sandbox.connect(sandbox_id, timeout=sandbox_timeout_s, **self._opts)
+        except NotFoundException as error:
+            raise SandboxGone(sandbox_id) from error
+        except Exception as error:
+            logger.warning("E2B connect failed", extra={"sandbox_id": sandbox_id, "error": repr(error)})
+            raise SandboxUnavailable("the sandbox service is unavailable; nothing was run") from error
+        try:
+            done = sandbox.commands.run(
+                command,
+                envs=env or None,
+                cwd=cwd,
+                timeout=timeout_s,
+                on_stdout=stdout.append,
+                on_stderr=stderr.append,
+            )
+            return CommandResult(stdout=done.stdout, stderr=done.stderr, exit_code=done.exit_code)
+        except CommandExitException as exited:
+            return CommandResult(stdout=exited.stdout, stderr=exited.stderr, exit_code=exited.exit_code)
+        except TimeoutException:
+            return CommandResult(
+                stdout="".join(stdout), stderr="".join(stderr), exit_code=None, timed_out=True
+            )
+        except NotFoundException as error:
+            raise SandboxGone(sandbox_id) from error
+        except Exception as error:
+            logger.warning("E2B command failed", extra={"sandbox_id": sandbox_id, "error": repr(error)})
+            raise SandboxUnavailable("the sandbox did not run the command") from error

@@ -1,0 +1,131 @@
+"""The session's workbench: commands run in the session's own E2B sandbox, created on first use.
+
+The fence: a new sandbox is recorded on the session with a conditional write that requires the session
+not to be deleted (and its sandbox slot to be as we read it). If the write loses, the new sandbox is
+killed at once: either the session was deleted meanwhile (answer 404; teardown may already have listed
+its sandboxes and missed this one) or a concurrent first execute won (use its sandbox). So no path leaves
+a sandbox that teardown cannot find or that outlives its session.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from session_service import clock, ids
+from session_service.errors import NotFound, SandboxGone, SandboxUnavailable
+from session_service.models import (
+    ExecuteRequest,
+    ExecutionResult,
+    Session,
+    Tombstone,
+    UsageRecord,
+    sandbox_metadata,
+)
+from session_service.observability import count, logger
+from session_service.ports import SandboxProvider, SessionStore, TeardownQueue
+
+_MAX_ATTEMPTS = 3
+
+
+class Workbench:
+    def __init__(
+        self,
+        store: SessionStore,
+        sandboxes: SandboxProvider,
+        queue: TeardownQueue,
+        *,
+        default_template: str = "base",
+        default_timeout_s: int = 300,
+        now: Callable[[], str] = clock.utc_now_iso,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._sandboxes = sandboxes
+        self._queue = queue
+        self._default_template = default_template
+        self._default_timeout_s = default_timeout_s
+        self._now = now
+        self._monotonic = monotonic
+
+    def execute(self, project_id: str, session_id: str, request: ExecuteRequest) -> ExecutionResult:
+        if not ids.is_session_id(session_id):
+            raise NotFound("session not found")
+        started = self._monotonic()
+        session = self._live(project_id, session_id)
+        sandbox_id = session.sandbox_id or self._create_and_fence(session, replaces=None)
+        for _ in range(_MAX_ATTEMPTS):
+            try:
+                result = self._sandboxes.run(
+                    sandbox_id,
+                    request.command,
+                    timeout_s=request.timeout_s,
+                    env=request.env,
+                    cwd=request.cwd,
+                    sandbox_timeout_s=self._sandbox_timeout(session),
+                )
+            except SandboxGone:
+                # Killed (by teardown after a delete, or by hand) or expired: a live session gets a new one.
+                session = self._live(project_id, session_id)
+                if session.sandbox_id not in (None, sandbox_id):
+                    sandbox_id = session.sandbox_id  # a concurrent execute already replaced it
+                else:
+                    sandbox_id = self._create_and_fence(session, replaces=sandbox_id)
+                continue
+            execution = ExecutionResult(sandbox_id, result, int((self._monotonic() - started) * 1000))
+            self._record_usage(session, execution)
+            return execution
+        raise SandboxUnavailable("the session's sandbox kept disappearing; retry the request")
+
+    def _live(self, project_id: str, session_id: str) -> Session:
+        session = self._store.get(project_id, session_id)
+        if session is None or session.is_deleted:
+            raise NotFound("session not found")
+        return session
+
+    def _sandbox_timeout(self, session: Session) -> int:
+        value = session.config.get("sandbox_timeout_s", self._default_timeout_s)
+        return value if isinstance(value, int) and 10 <= value <= 86_400 else self._default_timeout_s
+
+    def _create_and_fence(self, session: Session, *, replaces: str | None) -> str:
+        template = session.config.get("sandbox_template", self._default_template)
+        sandbox_id = self._sandboxes.create(
+            sandbox_metadata(session.project_id, session.session_id),
+            template=template if isinstance(template, str) and template else self._default_template,
+            timeout_s=self._sandbox_timeout(session),
+        )
+        if self._store.attach_sandbox(session.project_id, session.session_id, sandbox_id, replaces=replaces):
+            count("SandboxesCreated")
+            return sandbox_id
+        # Fenced out: the session was deleted meanwhile, or a concurrent execute recorded its sandbox first.
+        self._kill_fenced_out(session, sandbox_id)
+        winner = self._live(session.project_id, session.session_id)  # deleted → 404
+        if winner.sandbox_id in (None, replaces):
+            raise SandboxUnavailable("could not record the session's sandbox; retry the request")
+        count("SandboxCreateRacesLost")
+        return str(winner.sandbox_id)
+
+    def _kill_fenced_out(self, session: Session, sandbox_id: str) -> None:
+        try:
+            self._sandboxes.kill(sandbox_id)
+            return
+        except SandboxUnavailable:
+            logger.exception("could not kill a fenced-out sandbox", extra={"sandbox_id": sandbox_id})
+            count("FencedSandboxKillFailures")
+        current = self._store.get(session.project_id, session.session_id)
+        if current is not None and current.deleted_at is not None:
+            # Teardown may already have listed this session's sandboxes: hand it one more run.
+            self._queue.send(Tombstone(session.project_id, session.session_id, current.deleted_at))
+
+    def _record_usage(self, session: Session, execution: ExecutionResult) -> None:
+        self._store.record_usage(
+            UsageRecord(
+                project_id=session.project_id,
+                session_id=session.session_id,
+                sandbox_id=execution.sandbox_id,
+                at=self._now(),
+                duration_ms=execution.duration_ms,
+                exit_code=execution.result.exit_code,
+                timed_out=execution.result.timed_out,
+            )
+        )
