@@ -38,7 +38,7 @@ class Settings(BaseModel):
     tombstone_retention_days: int = 30
     teardown_grace_seconds: int = 120
     # One teardown run kills at most this many sandboxes of a session; the rest are re-enqueued.
-    teardown_max_sandboxes_per_run: int = 500
+    teardown_max_sandboxes_per_run: int = 100
     teardown_kill_concurrency: int = 8
 
     # E2B: in the cloud the key comes from Secrets Manager; locally it may be given directly.

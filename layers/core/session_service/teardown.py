@@ -29,7 +29,7 @@ class Teardown:
         cache: ResponseCache,
         queue: TeardownQueue,
         *,
-        max_sandboxes_per_run: int = 500,
+        max_sandboxes_per_run: int = 100,
         kill_concurrency: int = 8,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], str] = clock.utc_now_iso,
