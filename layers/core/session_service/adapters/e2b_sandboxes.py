@@ -10,7 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from e2b import CommandExitException, Sandbox, SandboxQuery, SandboxState
-from e2b.exceptions import NotFoundException, RateLimitException, TimeoutException
+from e2b.exceptions import (
+    NotFoundException,
+    RateLimitException,
+    SandboxNotRunningException,
+    TimeoutException,
+)
 
 from session_service.errors import SandboxGone, SandboxRateLimited, SandboxUnavailable
 from session_service.models import CommandResult, SandboxListing, sandbox_metadata
@@ -108,12 +113,14 @@ class E2BSandboxProvider:
             return CommandResult(stdout=done.stdout, stderr=done.stderr, exit_code=done.exit_code)
         except CommandExitException as exited:
             return CommandResult(stdout=exited.stdout, stderr=exited.stderr, exit_code=exited.exit_code)
+        except (SandboxNotRunningException, NotFoundException) as error:
+            # Killed or paused under us (e.g. teardown). SandboxNotRunningException subclasses
+            # TimeoutException, so it must be caught before the command-timeout case.
+            raise SandboxGone(sandbox_id) from error
         except TimeoutException:
             return CommandResult(
                 stdout="".join(stdout), stderr="".join(stderr), exit_code=None, timed_out=True
             )
-        except NotFoundException as error:
-            raise SandboxGone(sandbox_id) from error
         except Exception as error:
             logger.warning("E2B command failed", extra={"sandbox_id": sandbox_id, "error": repr(error)})
             raise SandboxUnavailable("the sandbox did not run the command") from error
