@@ -6,7 +6,9 @@ error format. No route runs without a project. A DynamoDB failure raises: API Ga
 unlike a result, an error is never cached.
 """
 
-from aws_lambda_powertools.utilities.data_classes import APIGatewayAuthorizerEventV2
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerEventV2,
+)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from session_service.errors import Unauthorized

@@ -108,7 +108,10 @@ def parse_body(app: APIGatewayHttpResolver, model: type[M]) -> M:
     except ValueError as error:
         raise BadRequest(f"request body is not valid JSON: {error}") from error
     if not isinstance(data, dict):
-        raise ValidationFailed("request body must be a JSON object")
+        raise ValidationFailed(
+            "request body must be a JSON object",
+            details=[{"loc": ["body"], "msg": "must be a JSON object", "type": "object_type"}],
+        )
     return validate(model, data, location="body")
 
 

@@ -59,14 +59,15 @@ class Container:
         return E2BSandboxProvider(self.settings, self.e2b_api_key())
 
     def e2b_api_key(self) -> str:
-        """Locally the key may be given directly; in the cloud it is read from Secrets Manager (cached)."""
+        """From Secrets Manager (cached) when the template names a secret, as in the cloud; a key given
+        directly (E2B_API_KEY) is only the fallback for code run outside the template."""
+        if self.settings.e2b_api_key_secret_arn:
+            from session_service.adapters.secrets import secret_value
+
+            return secret_value(self.settings.e2b_api_key_secret_arn)
         if self.settings.e2b_api_key:
             return self.settings.e2b_api_key
-        if not self.settings.e2b_api_key_secret_arn:
-            raise RuntimeError("E2B_API_KEY_SECRET_ARN is not configured")
-        from session_service.adapters.secrets import secret_value
-
-        return secret_value(self.settings.e2b_api_key_secret_arn)
+        raise RuntimeError("neither E2B_API_KEY_SECRET_ARN nor E2B_API_KEY is configured")
 
     @cached_property
     def sessions(self) -> SessionService:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from session_service.models import Session
 from session_service.observability import count, logger, tracer
@@ -47,7 +49,7 @@ class RedisResponseCache:
             ssl=settings.redis_tls,
             socket_timeout=settings.redis_timeout_seconds,
             socket_connect_timeout=settings.redis_timeout_seconds,
-            retry_on_timeout=False,
+            retry=Retry(NoBackoff(), retries=0),  # the cache is optional: fail fast, fall back to DynamoDB
             decode_responses=True,
         )
         self._fill_script = self._client.register_script(_GUARDED_FILL)

