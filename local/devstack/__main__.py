@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from devstack.services import ServiceError
 from devstack.stack import DOCKER_HOST, DevStack, DevStackConfig
 
 
@@ -88,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     stack = DevStack(config)
     started = time.perf_counter()
     try:
-        stack.start()
+        try:
+            stack.start()
+        except (OSError, ServiceError) as error:
+            hint = " (is it already running? try --port 0 or PORT=...)" if isinstance(error, OSError) else ""
+            print(f"devstack: could not start: {error}{hint}", file=sys.stderr)
+            return 1
         logging.getLogger("devstack").info("ready in %.1fs", time.perf_counter() - started)
         print(stack.walkthrough(), flush=True)
         while not stop.wait(0.5):

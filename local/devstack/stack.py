@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from devstack.e2b_local import LocalE2B
 from devstack.functions import (
     LocalEndpoints,
     ProcessRuntime,
@@ -70,7 +71,7 @@ class DevStack:
         self.template = Template.load(config.template_path)
         self.moto = MotoServer(log_path=config.state_dir / "moto.log")
         self.redis = RedisServer(log_path=config.state_dir / "redis.log")
-        self.e2b: Any = None
+        self.e2b: LocalE2B | None = None
         self.resources: LocalResources | None = None
         self.runtime: ProcessRuntime | None = None
         self.gateway: Gateway | None = None
@@ -102,8 +103,6 @@ class DevStack:
         return endpoints
 
     def _start(self) -> None:
-        from devstack.e2b_local import LocalE2B
-
         config = self.config
         self.moto.start()
         self._stops.append(self.moto.stop)

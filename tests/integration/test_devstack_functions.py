@@ -83,8 +83,8 @@ def test_handlers_load_by_path_under_one_module_name_per_function(sample_invoker
     sample_invoker.invoke("EchoFunction", mode("plain"))
     sample_invoker.invoke("SlowFunction", mode("plain"))
     echo, slow = sys.modules["lambda_EchoFunction"], sys.modules["lambda_SlowFunction"]
-    assert echo is not slow and echo.__file__ == slow.__file__
-    assert not any(str(Path(echo.__file__).parent) == entry for entry in sys.path)
+    assert echo is not slow and echo.__file__ is not None and echo.__file__ == slow.__file__
+    assert str(Path(echo.__file__).parent) not in sys.path
 
 
 def test_exceptions_propagate_from_invoke_and_become_lambda_errors_in_execute(

@@ -37,7 +37,7 @@ def test_moto_server_speaks_dynamodb_sqs_and_secrets_manager(
     aws_env: dict[str, str], moto_server: MotoServer
 ) -> None:
     assert aws_env["AWS_ENDPOINT_URL"] == moto_server.url
-    dynamodb, sqs, secrets = (boto3.client(name) for name in ("dynamodb", "sqs", "secretsmanager"))
+    dynamodb, sqs, secrets = boto3.client("dynamodb"), boto3.client("sqs"), boto3.client("secretsmanager")
     assert isinstance(dynamodb.list_tables()["TableNames"], list)
     url = sqs.create_queue(QueueName="services-smoke")["QueueUrl"]
     sqs.send_message(QueueUrl=url, MessageBody="hi")

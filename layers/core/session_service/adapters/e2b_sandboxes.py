@@ -11,13 +11,14 @@ from typing import Any
 
 from e2b import CommandExitException, Sandbox, SandboxQuery, SandboxState
 from e2b.exceptions import (
+    InvalidArgumentException,
     NotFoundException,
     RateLimitException,
     SandboxNotRunningException,
     TimeoutException,
 )
 
-from session_service.errors import SandboxGone, SandboxRateLimited, SandboxUnavailable
+from session_service.errors import SandboxGone, SandboxRateLimited, SandboxUnavailable, ValidationFailed
 from session_service.models import CommandResult, SandboxListing, sandbox_metadata
 from session_service.observability import logger
 from session_service.settings import Settings
@@ -117,6 +118,12 @@ class E2BSandboxProvider:
             # Killed or paused under us (e.g. teardown). SandboxNotRunningException subclasses
             # TimeoutException, so it must be caught before the command-timeout case.
             raise SandboxGone(sandbox_id) from error
+        except InvalidArgumentException as error:
+            # e.g. a cwd that does not exist in the sandbox: the client's mistake, not an outage.
+            raise ValidationFailed(
+                f"the sandbox rejected the command: {error}",
+                details=[{"loc": ["body"], "msg": str(error), "type": "sandbox_invalid_argument"}],
+            ) from error
         except TimeoutException:
             return CommandResult(
                 stdout="".join(stdout), stderr="".join(stderr), exit_code=None, timed_out=True
