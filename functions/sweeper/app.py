@@ -7,7 +7,7 @@ from session_service.runtime import sweeper
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@tracer().capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     return {"reenqueued": sweeper().sweep()}

@@ -10,21 +10,21 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from session_service.models import TeardownMessage
-from session_service.observability import logger, metrics, tracer
+from session_service.observability import annotate, logger, metrics, tracer
 from session_service.runtime import teardown_service
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-@tracer.capture_method
+@tracer().capture_method
 def tear_down(record: SQSRecord) -> str:
     message = TeardownMessage.model_validate_json(record.body)
-    tracer.put_annotation(key="session_id", value=message.session_id)
+    annotate("session_id", message.session_id)
     return teardown_service().run(message).outcome
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@tracer().capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     return process_partial_response(

@@ -75,7 +75,14 @@ class SqsEventSourceMapping:
         self._batch_size = max(1, min(batch_size, 10))
         self._partial = report_batch_item_failures
         self._wait = wait_seconds
-        self._sqs = boto3.client("sqs", region_name=region, endpoint_url=endpoint_url)
+        # Local moto: fixed dummy credentials, never the developer's own (as local_overrides gives functions).
+        self._sqs = boto3.client(
+            "sqs",
+            region_name=region,
+            endpoint_url=endpoint_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

@@ -21,6 +21,7 @@ from devstack.functions import (
     template_variables,
 )
 from devstack.gateway import Gateway
+from devstack.pollers import ScheduleRunner, SqsEventSourceMapping, rate_seconds
 from devstack.provision import provision
 from devstack.services import LOOPBACK, MotoServer, RedisServer
 from devstack.template import QUEUE, SECRET, TABLE_TYPES, LocalResources, Template
@@ -42,10 +43,45 @@ class Poller(Protocol):
     def stop(self) -> None: ...
 
 
-def make_pollers(template: Template, resources: LocalResources, runtime: ProcessRuntime) -> list[Poller]:
-    """The hook for event sources other than HTTP: one poller per SQS event (Template.functions[...].sqs)
-    and per schedule. None are emulated yet, so queues fill up locally and nothing consumes them."""
-    return []
+def make_pollers(
+    template: Template,
+    resources: LocalResources,
+    runtime: ProcessRuntime,
+    *,
+    endpoint_url: str,
+    region: str,
+    schedule_period_seconds: float | None = None,
+) -> list[Poller]:
+    """Event sources other than HTTP, as the template declares them: one SQS event source mapping per SQS
+    event (batch size and ReportBatchItemFailures from the template) and one runner per schedule (at the
+    template's rate, or every `schedule_period_seconds` locally so that the sweeper is seen working)."""
+    pollers: list[Poller] = []
+    for function in template.functions.values():
+        for source in function.sqs:
+            if not source.enabled or source.queue_id is None:
+                continue
+            pollers.append(
+                SqsEventSourceMapping(
+                    runtime,
+                    function.logical_id,
+                    queue_url=resources.ref(source.queue_id),
+                    queue_arn=resources.attribute(source.queue_id, "Arn"),
+                    region=region,
+                    endpoint_url=endpoint_url,
+                    batch_size=source.batch_size,
+                    report_batch_item_failures="ReportBatchItemFailures" in source.function_response_types,
+                )
+            )
+        for schedule in function.schedules:
+            if not schedule.enabled:
+                continue
+            period = schedule_period_seconds or rate_seconds(schedule.schedule)
+            pollers.append(
+                ScheduleRunner(
+                    runtime, function.logical_id, period_seconds=period, region=region, rule=schedule.event
+                )
+            )
+    return pollers
 
 
 @dataclass
@@ -62,6 +98,7 @@ class DevStackConfig:
     docker_host: str | None = None  # written into env.json instead of 127.0.0.1
     projects: tuple[str, ...] = DEMO_PROJECTS
     parameters: dict[str, Any] = field(default_factory=dict)
+    schedule_period_seconds: float | None = 10.0  # None: the template's rate (5 minutes for the sweeper)
 
 
 class DevStack:
@@ -139,7 +176,14 @@ class DevStack:
             authorizer_cache=config.authorizer_cache,
         ).start()
         self._stops.append(self.gateway.stop)
-        for poller in make_pollers(self.template, self.resources, self.runtime):
+        for poller in make_pollers(
+            self.template,
+            self.resources,
+            self.runtime,
+            endpoint_url=self.moto.url,
+            region=config.region,
+            schedule_period_seconds=config.schedule_period_seconds,
+        ):
             poller.start()
             self.pollers.append(poller)
             self._stops.append(poller.stop)

@@ -139,7 +139,7 @@ def entrypoint(app: APIGatewayHttpResolver) -> Callable[[dict, LambdaContext], d
     """The Lambda handler for a route function: logging context, tracing, metrics, then the resolver."""
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-    @tracer.capture_lambda_handler
+    @tracer().capture_lambda_handler
     @metrics.log_metrics
     def handler(event: dict, context: LambdaContext) -> dict:
         return app.resolve(event, context)

@@ -22,7 +22,7 @@ from session_service.models import (
     Tombstone,
     UpdateSessionRequest,
 )
-from session_service.observability import count, tracer
+from session_service.observability import annotate, count
 from session_service.ports import ResponseCache, SessionStore, TeardownQueue
 
 # Optimistic retries for races that a re-read resolves (a tag claim changing hands, a concurrent PATCH).
@@ -131,7 +131,7 @@ class SessionService:
         self._cache.tombstone(project_id, session_id)
         if self._queue is None or not self._queue.send(tombstone):
             count("TeardownEnqueueFailures")
-            tracer.put_annotation(key="teardown_enqueue_failed", value=session_id)
+            annotate("teardown_enqueue_failed", session_id)
         return tombstone
 
     def update(self, project_id: str, session_id: str, request: UpdateSessionRequest) -> Session:

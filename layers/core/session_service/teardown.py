@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from session_service import clock
 from session_service.errors import SandboxRateLimited, SandboxUnavailable, TeardownIncomplete
 from session_service.models import TeardownMessage, TeardownReport, Tombstone
-from session_service.observability import count, logger, tracer
+from session_service.observability import annotate, count, logger
 from session_service.ports import ResponseCache, SandboxProvider, SessionStore, TeardownQueue
 
 _KILL_ATTEMPTS = 5
@@ -60,7 +60,7 @@ class Teardown:
         killed = len(listing.sandbox_ids) - len(failures)
         if failures:
             count("SandboxKillFailures", len(failures))
-            tracer.put_annotation(key="teardown_failed", value=session_id)
+            annotate("teardown_failed", session_id)
             self._store.record_teardown(project_id, session_id, killed=killed, done_at=None)
             raise TeardownIncomplete(
                 f"{len(failures)} sandbox kill(s) failed for {session_id}: {failures[:5]}"

@@ -15,7 +15,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from session_service.models import Session
-from session_service.observability import count, logger, tracer
+from session_service.observability import annotate, count, logger
 from session_service.ports import CACHE_MISS, CacheLookup
 from session_service.settings import Settings
 
@@ -57,7 +57,7 @@ class RedisResponseCache:
     def _failed(self, operation: str, error: Exception) -> None:
         logger.warning("cache unavailable", extra={"operation": operation, "error": repr(error)})
         count("CacheErrors")
-        tracer.put_annotation(key="cache_error", value=operation)
+        annotate("cache_error", operation)
 
     def get(self, project_id: str, session_id: str) -> CacheLookup:
         try:
