@@ -13,8 +13,10 @@ machine and on moto; the ratios are the point.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
+import io
 import json
 import os
 import statistics
@@ -33,6 +35,9 @@ from devstack.functions import InProcessInvoker, LocalEndpoints, local_overrides
 from devstack.provision import provision
 from devstack.services import MotoServer, RedisServer
 from devstack.template import Template
+
+# Handler logs would drown the figures: warnings only (read when Powertools' Logger is created).
+os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = "us-east-1"
@@ -71,6 +76,19 @@ def import_cost_ms(code_uri: Path) -> float:
 
 
 def main() -> None:
+    # Metrics are EMF lines printed to stdout (CloudWatch ingests them in Lambda): captured, not shown.
+    with contextlib.redirect_stdout(io.StringIO()):
+        results, template = measure()
+    print(f"{'route':<20} {'handler ms':>11} {'raw ms':>9} {'ratio':>7}")
+    for name, handler_ms, raw_ms in results:
+        print(f"{name:<20} {handler_ms:>11.3f} {raw_ms:>9.3f} {handler_ms / raw_ms:>7.2f}")
+    print()
+    print("import cost of each handler module (fresh interpreter, median of 3, minus an empty interpreter)")
+    for logical_id, function in template.functions.items():
+        print(f"  {logical_id:<24} {import_cost_ms(function.code_uri):>7.0f} ms")
+
+
+def measure() -> tuple[list[tuple[str, float, float]], Template]:
     template = Template.load(ROOT / "template.yaml")
     with MotoServer() as moto, RedisServer() as cache, LocalE2B() as e2b:
         e2b.start()
@@ -197,13 +215,7 @@ def main() -> None:
             )
         )
 
-    print(f"{'route':<20} {'handler ms':>11} {'raw ms':>9} {'ratio':>7}")
-    for name, handler_ms, raw_ms in results:
-        print(f"{name:<20} {handler_ms:>11.3f} {raw_ms:>9.3f} {handler_ms / raw_ms:>7.2f}")
-    print()
-    print("import cost of each handler module (fresh interpreter, median of 3, minus an empty interpreter)")
-    for logical_id, function in template.functions.items():
-        print(f"  {logical_id:<24} {import_cost_ms(function.code_uri):>7.0f} ms")
+    return results, template
 
 
 if __name__ == "__main__":

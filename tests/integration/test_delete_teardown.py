@@ -55,6 +55,27 @@ def test_delete_once_then_404_everywhere(api: Api, project: Project, teardown: T
     assert teardown.depth() == 1
 
 
+def test_the_tombstone_carries_its_ttl_and_pending_marker(
+    api: Api, project: Project, invoker: Any, teardown: TeardownPipeline
+) -> None:
+    import boto3
+
+    from session_service.clock import parse_iso
+
+    session = create(api, project)
+    deleted = api.call("DELETE", f"/v1/sessions/{session['id']}", key=project.api_key).body
+    env = invoker.env_for("DeleteSessionFunction")
+    item = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=env["AWS_ENDPOINT_URL"]).get_item(
+        TableName=env["SESSIONS_TABLE"],
+        Key={"project_id": {"S": project.project_id}, "session_id": {"S": session["id"]}},
+        ConsistentRead=True,
+    )["Item"]
+    retention = int(env["TOMBSTONE_RETENTION_DAYS"]) * 86_400
+    assert int(item["expires_at"]["N"]) == int(parse_iso(deleted["deleted_at"]).timestamp()) + retention
+    assert item["teardown_pending"]["S"] == "pending" and item["teardown_state"]["S"] == "pending"
+    assert item["deleted_at"]["S"] == deleted["deleted_at"] and item["version"]["N"] == "2"
+
+
 def test_another_project_cannot_delete_and_the_owner_still_can(
     api: Api, project: Project, other_project: Project, teardown: TeardownPipeline
 ) -> None:

@@ -204,6 +204,24 @@ def test_patch_updates_bumps_version_and_get_sees_it_immediately(api: Api, proje
     assert api.call("GET", path, key=project.api_key).body == patched.body
 
 
+def test_every_config_change_is_kept_in_the_audit_history(api: Api, project: Project, invoker) -> None:
+    from session_service.runtime import container_for
+    from session_service.settings import Settings
+
+    created = create(api, project, config={"v": 1})
+    path = f"/v1/sessions/{created['id']}"
+    api.call("PATCH", path, key=project.api_key, body={"config": {"v": 2}})
+    api.call("PATCH", path, key=project.api_key, body={"metadata": {"only": "metadata"}})
+    api.call("PATCH", path, key=project.api_key, body={"config": {"v": 3}})
+    store = container_for(Settings.from_env(invoker.env_for("UpdateSessionFunction"))).store
+    history = [e for e in store.audit_entries(project.project_id, created["id"]) if e["kind"] == "config"]
+    assert [(int(e["version"]), e["config"]) for e in history] == [
+        (1, {"v": 1}),
+        (2, {"v": 2}),
+        (4, {"v": 3}),
+    ]
+
+
 def test_patch_with_a_stale_version_is_409_and_changes_nothing(api: Api, project: Project) -> None:
     created = create(api, project)
     path = f"/v1/sessions/{created['id']}"
