@@ -42,7 +42,7 @@ def test_create_issue_list_revoke(
 ) -> None:
     for name in ("PROJECTS_TABLE", "API_KEYS_TABLE"):
         monkeypatch.delenv(name, raising=False)
-    local = ["--local", str(endpoints_file)]
+    local = ["--local", "--endpoints", str(endpoints_file)]
     code, [project] = run(capsys, *local, "create-project", "acme")
     assert code == 0 and project["project_id"].startswith("prj_")
     code, [issued] = run(capsys, *local, "issue-key", project["project_id"])

@@ -2,7 +2,7 @@
 
 Targets, in order of precedence:
   --stack NAME      a deployed stack (table names from its outputs; AWS credentials from your profile)
-  --local [FILE]    the running dev stack (`make dev` writes .devstack/endpoints.json)
+  --local           the running dev stack (`make dev` writes .devstack/endpoints.json; --endpoints FILE)
   (neither)         the environment: PROJECTS_TABLE, API_KEYS_TABLE, AWS_* as for the Lambda functions
 """
 
@@ -28,8 +28,8 @@ def _target_environment(args: argparse.Namespace) -> None:
         os.environ["API_KEYS_TABLE"] = outputs["ApiKeysTableName"]
         if args.region:
             os.environ["AWS_REGION"] = args.region
-    elif args.local is not None:
-        endpoints = json.loads(Path(args.local).read_text())
+    elif args.local:
+        endpoints = json.loads(Path(args.endpoints).read_text())
         os.environ["PROJECTS_TABLE"] = endpoints["tables"]["ProjectsTable"]
         os.environ["API_KEYS_TABLE"] = endpoints["tables"]["ApiKeysTable"]
         os.environ["AWS_ENDPOINT_URL"] = endpoints["aws_endpoint_url"]
@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--stack", help="name of a deployed stack")
-    target.add_argument("--local", nargs="?", const=str(LOCAL_ENDPOINTS), help="dev stack endpoints.json")
+    target.add_argument("--local", action="store_true", help="target the running dev stack")
+    parser.add_argument("--endpoints", default=str(LOCAL_ENDPOINTS), help="the dev stack's endpoints.json")
     parser.add_argument("--region", help="AWS region of the stack (default: your profile's)")
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create-project", help="create a project; prints its id")
