@@ -241,3 +241,40 @@ def test_invalid_patches_are_422_and_change_nothing(api: Api, project: Project, 
     reply = api.call("PATCH", path, key=project.api_key, body=body)
     assert reply.status == 422
     assert api.call("GET", path, key=project.api_key).body == created
+
+
+@pytest.mark.parametrize(
+    ("raw", "status"),
+    [
+        ('{"user_id": "u", "config": {"a": NaN}}', 400),
+        ('{"user_id": "u", "config": {"a": Infinity}}', 400),
+        ("[" * 5000 + "]" * 5000, 400),
+        ('{"user_id": "u", "config": ' + '{"a": ' * 40 + "1" + "}" * 40 + "}", 422),
+    ],
+    ids=["nan", "infinity", "deep-array", "deep-config"],
+)
+def test_hostile_json_is_a_clear_4xx_and_stores_nothing(
+    api: Api, project: Project, raw: str, status: int
+) -> None:
+    reply = api.call("POST", "/v1/sessions", key=project.api_key, raw_body=raw)
+    assert reply.status == status and reply.body["error"]["code"] in ("bad_request", "validation_error")
+    assert api.call("GET", "/v1/sessions", key=project.api_key).body["items"] == []
+
+
+def test_a_base64_body_that_is_not_utf8_is_400(api: Api, project: Project, invoker) -> None:
+    import base64
+
+    from plugins.api import sample_event
+
+    event = sample_event("create_session.json")
+    event["requestContext"]["authorizer"] = {"lambda": {"project_id": project.project_id}}
+    event["body"] = base64.b64encode(b"\xff\xfe{not utf8").decode()
+    event["isBase64Encoded"] = True
+    result = invoker.invoke("CreateSessionFunction", event)
+    assert result["statusCode"] == 400 and json.loads(result["body"])["error"]["code"] == "bad_request"
+
+
+@pytest.mark.parametrize("since", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_changed_since_at_the_edges_of_time_is_422(api: Api, project: Project, since: str) -> None:
+    reply = api.call("GET", "/v1/sessions", key=project.api_key, query={"changed_since": since})
+    assert reply.status == 422

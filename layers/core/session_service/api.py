@@ -95,22 +95,53 @@ def caller_project(app: APIGatewayHttpResolver) -> str:
     return str(app.context["project_id"])
 
 
+MAX_JSON_DEPTH = 32
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth, without recursion (a hostile body must not exhaust the stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        current, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(current, dict):
+            stack.extend((child, level + 1) for child in current.values())
+        elif isinstance(current, list):
+            stack.extend((child, level + 1) for child in current)
+    return deepest
+
+
 def parse_body(app: APIGatewayHttpResolver, model: type[M]) -> M:
-    """Size check, JSON check, then strict model validation: 413, 400 or 422, before anything is changed."""
+    """Size, encoding, JSON and depth checks, then strict model validation: 413, 400 or 422 before
+    anything is changed."""
     event = app.current_event
-    raw = event.decoded_body if event.body is not None else ""
-    if raw is not None and len(raw.encode() if isinstance(raw, str) else raw) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
-    if not raw:
+    if event.body is None or event.body == "":
         raise BadRequest("a JSON object body is required")
     try:
-        data = json.loads(raw)
+        raw = event.decoded_body
+    except (UnicodeDecodeError, ValueError) as error:
+        raise BadRequest("request body is not UTF-8 text") from error
+    if len(raw.encode()) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        data = json.loads(raw, parse_constant=_reject_constant)
+    except RecursionError as error:
+        raise BadRequest("request body is nested too deeply") from error
     except ValueError as error:
         raise BadRequest(f"request body is not valid JSON: {error}") from error
     if not isinstance(data, dict):
         raise ValidationFailed(
             "request body must be a JSON object",
             details=[{"loc": ["body"], "msg": "must be a JSON object", "type": "object_type"}],
+        )
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise ValidationFailed(
+            f"request body is nested more than {MAX_JSON_DEPTH} levels deep",
+            details=[{"loc": ["body"], "msg": "too deeply nested", "type": "json_depth"}],
         )
     return validate(model, data, location="body")
 

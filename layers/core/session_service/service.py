@@ -98,7 +98,7 @@ class SessionService:
         if params.changed_since is not None:
             try:
                 since = clock.iso(clock.parse_iso(params.changed_since))
-            except ValueError as error:
+            except (ValueError, OverflowError) as error:
                 raise ValidationFailed(
                     "changed_since must be an ISO-8601 time",
                     details=[{"loc": ["query", "changed_since"], "msg": str(error)}],

@@ -71,8 +71,13 @@ class RedisResponseCache:
         if raw == TOMBSTONE:
             return CacheLookup(tombstone=True)
         _, _, body = str(raw).partition(":")
+        try:
+            parsed = json.loads(body)
+        except ValueError as error:  # a corrupt entry is a miss, never a 500
+            self._failed("decode", error)
+            return CACHE_MISS
         count("CacheHits")
-        return CacheLookup(body=json.loads(body))
+        return CacheLookup(body=parsed)
 
     def fill(self, session: Session) -> None:
         payload = json.dumps(session.to_api(), separators=(",", ":"))
