@@ -102,17 +102,15 @@ class FakeSessionStore:
         key = (project_id, session_id)
         self.sessions[key] = replace(self.sessions[key], deleted_at=at)
 
-    def tombstone(self, project_id: str, session_id: str, deleted_at: str, expires_at: int) -> bool:
+    def tombstone(
+        self, project_id: str, session_id: str, deleted_at: str, expires_at: int, *, request_token: str
+    ) -> bool:
         with self._lock:
             current = self.sessions.get((project_id, session_id))
             if current is None or current.is_deleted:
                 return False
             self.sessions[(project_id, session_id)] = replace(
-                current,
-                deleted_at=deleted_at,
-                updated_at=deleted_at,
-                version=current.version + 1,
-                teardown_state="pending",
+                current, deleted_at=deleted_at, updated_at=deleted_at, teardown_state="pending"
             )
             return True
 

@@ -73,7 +73,7 @@ def test_the_tombstone_carries_its_ttl_and_pending_marker(
     retention = int(env["TOMBSTONE_RETENTION_DAYS"]) * 86_400
     assert int(item["expires_at"]["N"]) == int(parse_iso(deleted["deleted_at"]).timestamp()) + retention
     assert item["teardown_pending"]["S"] == "pending" and item["teardown_state"]["S"] == "pending"
-    assert item["deleted_at"]["S"] == deleted["deleted_at"] and item["version"]["N"] == "2"
+    assert item["deleted_at"]["S"] == deleted["deleted_at"] and item["delete_token"]["S"]
 
 
 def test_another_project_cannot_delete_and_the_owner_still_can(
@@ -342,3 +342,20 @@ def test_batch_item_failures_list_exactly_the_poison_record_which_reaches_the_dl
     assert teardown.depth() == 0
     dead = teardown.sqs.receive_message(QueueUrl=teardown.dlq_url, MaxNumberOfMessages=10)["Messages"]
     assert [m["MessageId"] for m in dead] == [poison]
+
+
+def test_a_retried_tombstone_write_is_idempotent_per_request(
+    api: Api, project: Project, invoker: Any, teardown: TeardownPipeline
+) -> None:
+    """What the SDK does when DynamoDB applied the write but the reply was lost: the same request, again.
+    It must still succeed (not turn the DELETE into a 404); another request must lose."""
+    from session_service.runtime import container_for
+    from session_service.settings import Settings
+
+    session = create(api, project)
+    store = container_for(Settings.from_env(invoker.env_for("DeleteSessionFunction"))).store
+    args = (project.project_id, session["id"], "2026-11-21T00:00:00.000000Z", 1)
+    assert store.tombstone(*args, request_token="request-a") is True
+    assert store.tombstone(*args, request_token="request-a") is True  # the retry of the same request
+    assert store.tombstone(*args, request_token="request-b") is False  # any other DELETE: already deleted
+    assert api.call("GET", f"/v1/sessions/{session['id']}", key=project.api_key).status == 404

@@ -278,3 +278,24 @@ def test_a_base64_body_that_is_not_utf8_is_400(api: Api, project: Project, invok
 def test_changed_since_at_the_edges_of_time_is_422(api: Api, project: Project, since: str) -> None:
     reply = api.call("GET", "/v1/sessions", key=project.api_key, query={"changed_since": since})
     assert reply.status == 422
+
+
+def test_a_changed_since_cursor_only_continues_its_own_listing(api: Api, project: Project) -> None:
+    first = create(api, project)
+    for _ in range(3):
+        create(api, project)
+    since = first["created_at"]
+    page = api.call("GET", "/v1/sessions", key=project.api_key, query={"changed_since": since, "limit": "2"})
+    cursor = page.body["next_cursor"]
+    assert page.status == 200 and cursor
+    rest = api.call(
+        "GET", "/v1/sessions", key=project.api_key, query={"changed_since": since, "cursor": cursor}
+    )
+    assert rest.status == 200 and len(rest.body["items"]) == 2
+    other = api.call(
+        "GET",
+        "/v1/sessions",
+        key=project.api_key,
+        query={"changed_since": "2999-01-01T00:00:00Z", "cursor": cursor},
+    )
+    assert other.status == 400 and other.body["error"]["code"] == "bad_request"

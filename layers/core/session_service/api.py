@@ -122,7 +122,7 @@ def parse_body(app: APIGatewayHttpResolver, model: type[M]) -> M:
     if event.body is None or event.body == "":
         raise BadRequest("a JSON object body is required")
     try:
-        raw = event.decoded_body
+        raw = event.decoded_body or ""
     except (UnicodeDecodeError, ValueError) as error:
         raise BadRequest("request body is not UTF-8 text") from error
     if len(raw.encode()) > MAX_BODY_BYTES:

@@ -36,9 +36,11 @@ class SessionStore(Protocol):
         Raises WriteConflict when the version moved on or the session was deleted.
         """
 
-    def tombstone(self, project_id: str, session_id: str, deleted_at: str, expires_at: int) -> bool:
-        """The DELETE: one conditional write that sets deleted_at unless already set. False: no such
-        live session in this project (unknown, foreign or already deleted)."""
+    def tombstone(
+        self, project_id: str, session_id: str, deleted_at: str, expires_at: int, *, request_token: str
+    ) -> bool:
+        """The DELETE: one conditional write that sets deleted_at unless already set (by another request
+        than `request_token`). False: no such live session in this project (unknown, foreign, deleted)."""
 
     def record_teardown(self, project_id: str, session_id: str, *, killed: int, done_at: str | None) -> None:
         """Add `killed` to the session's count; with `done_at`, mark teardown done and purge the content."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
 from session_service import clock, ids
@@ -118,14 +119,15 @@ class SessionService:
     def delete(self, project_id: str, session_id: str) -> Tombstone:
         """Tombstone the session: one conditional write, then best-effort cache tombstone and enqueue.
 
-        Only the write can fail the request (503, nothing changed). A cache or queue failure is logged
-        and counted; the sweeper finds the pending tombstone and teardown rewrites the cache tombstone.
+        Only the write can fail the request (503). A cache or queue failure is logged and counted; the
+        sweeper finds the pending tombstone and teardown rewrites the cache tombstone.
         """
         if not ids.is_session_id(session_id):
             raise NotFound("session not found")
         deleted_at = self._now()
         expires_at = int(clock.parse_iso(deleted_at).timestamp()) + self._retention_seconds
-        if not self._store.tombstone(project_id, session_id, deleted_at, expires_at):
+        token = uuid.uuid4().hex
+        if not self._store.tombstone(project_id, session_id, deleted_at, expires_at, request_token=token):
             raise NotFound("session not found")
         tombstone = Tombstone(project_id, session_id, deleted_at)
         self._cache.tombstone(project_id, session_id)
@@ -137,8 +139,9 @@ class SessionService:
     def update(self, project_id: str, session_id: str, request: UpdateSessionRequest) -> Session:
         """Apply a PATCH. Given fields replace the stored ones wholesale; the version goes up by one.
 
-        When it returns, the cache holds the new version (or nothing): a fill by a reader that read the
-        old version is refused by the cache's version guard.
+        When it returns, the cache holds the new version: a fill by a reader that read the old version is
+        refused by the cache's version guard. (If Redis fails exactly for this fill, an older cached
+        version can be served until its TTL, CACHE_TTL_SECONDS; see docs/architecture.md.)
         """
         if not ids.is_session_id(session_id):
             raise NotFound("session not found")

@@ -31,8 +31,11 @@ class Settings(BaseModel):
     # A cache tombstone must outlive any read that could still be in flight when the DELETE returned.
     cache_tombstone_ttl_seconds: int = 86_400
 
-    dynamodb_timeout_seconds: float = 2.0
-    dynamodb_max_retries: int = 2
+    # Time budget: (1 + retries) x (connect + read) must fit the function's timeout with room for the cache
+    # and the queue. Worst case per call here: 2 x (1.0 + 1.5) = 5 s; the DELETE (10 s) adds ≤ 3 s of SQS.
+    dynamodb_connect_timeout_seconds: float = 1.0
+    dynamodb_read_timeout_seconds: float = 1.5
+    dynamodb_max_retries: int = 1
 
     teardown_queue_url: str | None = None
     tombstone_retention_days: int = 30

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -40,7 +41,7 @@ def _dynamodb_errors(operation: str) -> Iterator[None]:
         yield
     except PynamoDBException as error:
         logger.exception("DynamoDB call failed", extra={"operation": operation})
-        raise DependencyUnavailable("the session store is unavailable; nothing was changed") from error
+        raise DependencyUnavailable("the session store is unavailable; retry the request") from error
 
 
 def _condition_failed(error: PynamoDBException) -> bool:
@@ -54,15 +55,15 @@ class Tables:
         meta: dict[str, Any] = {
             "region": settings.region,
             "host": settings.aws_endpoint_url,
-            "connect_timeout_seconds": settings.dynamodb_timeout_seconds,
-            "read_timeout_seconds": settings.dynamodb_timeout_seconds,
+            "connect_timeout_seconds": settings.dynamodb_connect_timeout_seconds,
+            "read_timeout_seconds": settings.dynamodb_read_timeout_seconds,
             "max_retry_attempts": settings.dynamodb_max_retries,
         }
         self.connection = Connection(
             region=settings.region,
             host=settings.aws_endpoint_url,
-            connect_timeout_seconds=settings.dynamodb_timeout_seconds,
-            read_timeout_seconds=settings.dynamodb_timeout_seconds,
+            connect_timeout_seconds=settings.dynamodb_connect_timeout_seconds,
+            read_timeout_seconds=settings.dynamodb_read_timeout_seconds,
             max_retry_attempts=settings.dynamodb_max_retries,
         )
 
@@ -99,6 +100,7 @@ class Tables:
             created_at = UnicodeAttribute()
             updated_at = UnicodeAttribute()
             deleted_at = UnicodeAttribute(null=True)
+            delete_token = UnicodeAttribute(null=True)
             teardown_state = UnicodeAttribute(null=True)
             teardown_pending = UnicodeAttribute(null=True)
             teardown_completed_at = UnicodeAttribute(null=True)
@@ -180,15 +182,18 @@ def _all_of(*conditions: Any) -> Any:
     return combined
 
 
-def encode_cursor(mode: str, last_key: dict[str, Any]) -> str:
+def encode_cursor(mode: str, last_key: dict[str, Any], since: str | None = None) -> str:
     payload: dict[str, str] = {"m": _MODES[mode], "s": last_key["session_id"]["S"]}
     if mode == "changed":
         payload["t"] = last_key["updated_at"]["S"]
+        payload["q"] = since or ""  # a start key outside a different changed_since is invalid in DynamoDB
     raw = json.dumps(payload, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(mode: str, cursor: str, project_id: str, user_key: str | None) -> dict[str, Any]:
+def decode_cursor(
+    mode: str, cursor: str, project_id: str, user_key: str | None, since: str | None = None
+) -> dict[str, Any]:
     try:
         payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError) as error:
@@ -205,6 +210,8 @@ def decode_cursor(mode: str, cursor: str, project_id: str, user_key: str | None)
         updated_at = payload.get("t")
         if not isinstance(updated_at, str) or len(updated_at) > 40:
             raise BadRequest("invalid cursor")
+        if payload.get("q") != (since or ""):
+            raise BadRequest("invalid cursor (it belongs to a listing with another changed_since)")
         key["updated_at"] = {"S": updated_at}
     return key
 
@@ -275,7 +282,11 @@ class DynamoSessionStore:
         )
         with _dynamodb_errors("create_session"):
             try:
-                with TransactWrite(connection=self._t.connection) as tx:
+                # The token makes a retried transaction (reply lost, write applied) succeed instead of
+                # failing its conditions; one token per attempt of the service's create loop.
+                with TransactWrite(
+                    connection=self._t.connection, client_request_token=uuid.uuid4().hex
+                ) as tx:
                     tx.save(item, condition=S.session_id.does_not_exist())
                     tx.save(self._audit_config(session))
                     if session.tag is not None:
@@ -308,12 +319,14 @@ class DynamoSessionStore:
         key = S(project_id=session.project_id, session_id=session.session_id)
         with _dynamodb_errors("update_session"):
             try:
-                if config_changed:
-                    with TransactWrite(connection=self._t.connection) as tx:
-                        tx.update(key, actions=actions, condition=condition)
+                # Always a transaction with a request token: a retry of an applied write must not lose its
+                # own version check (a false 409, or the change applied twice).
+                with TransactWrite(
+                    connection=self._t.connection, client_request_token=uuid.uuid4().hex
+                ) as tx:
+                    tx.update(key, actions=actions, condition=condition)
+                    if config_changed:
                         tx.save(self._audit_config(session))
-                else:
-                    key.update(actions=actions, condition=condition)
             except TransactWriteError as error:
                 reasons = [r.code for r in (error.cancellation_reasons or []) if r is not None]
                 if any(code in _LOST_RACE for code in reasons):
@@ -324,7 +337,12 @@ class DynamoSessionStore:
                     raise WriteConflict() from error
                 raise
 
-    def tombstone(self, project_id: str, session_id: str, deleted_at: str, expires_at: int) -> bool:
+    def tombstone(
+        self, project_id: str, session_id: str, deleted_at: str, expires_at: int, *, request_token: str
+    ) -> bool:
+        """One conditional UpdateItem. The request token makes it idempotent: if the SDK retries a write that
+        DynamoDB applied but whose reply was lost, the retry matches its own token instead of failing the
+        condition (which would turn a successful DELETE into a 404)."""
         S = self._t.SessionItem
         with _dynamodb_errors("tombstone_session"):
             try:
@@ -332,12 +350,13 @@ class DynamoSessionStore:
                     actions=[
                         S.deleted_at.set(deleted_at),
                         S.updated_at.set(deleted_at),
-                        S.version.add(1),
+                        S.delete_token.set(request_token),
                         S.teardown_state.set("pending"),
                         S.teardown_pending.set(PENDING),
                         S.expires_at.set(expires_at),
                     ],
-                    condition=S.session_id.exists() & S.deleted_at.does_not_exist(),
+                    condition=S.session_id.exists()
+                    & (S.deleted_at.does_not_exist() | (S.delete_token == request_token)),
                 )
             except PynamoDBException as error:
                 if _condition_failed(error):
@@ -441,14 +460,19 @@ class DynamoSessionStore:
             def runner(**kwargs: Any) -> Any:
                 return S.query(project_id, filter_condition=live, consistent_read=True, **kwargs)
 
-        start = decode_cursor(mode, query.cursor, project_id, user_key) if query.cursor else None
+        start = (
+            decode_cursor(mode, query.cursor, project_id, user_key, query.changed_since)
+            if query.cursor
+            else None
+        )
         with _dynamodb_errors("list_sessions"):
             results = runner(
                 scan_index_forward=False, limit=query.limit, page_size=query.limit, last_evaluated_key=start
             )
             items = [self._to_session(item) for item in results]
             last_key = results.last_evaluated_key
-        return Page(items=items, next_cursor=encode_cursor(mode, last_key) if last_key else None)
+        next_cursor = encode_cursor(mode, last_key, query.changed_since) if last_key else None
+        return Page(items=items, next_cursor=next_cursor)
 
 
 class DynamoProjectStore:

@@ -21,7 +21,10 @@ class SqsTeardownQueue:
             "sqs",
             region_name=settings.region,
             endpoint_url=settings.aws_endpoint_url,
-            config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 2, "mode": "standard"}),
+            # ≤ 2 x (0.5 + 1) = 3 s: a slow queue must not push a committed DELETE past its function timeout.
+            config=Config(
+                connect_timeout=0.5, read_timeout=1, retries={"max_attempts": 2, "mode": "standard"}
+            ),
         )
 
     def send(self, tombstone: Tombstone) -> bool:
