@@ -133,12 +133,14 @@ class FakeSessionStore:
 class FakeQueue:
     def __init__(self) -> None:
         self.sent: list[Tombstone] = []
+        self.delays: list[int] = []
         self.down = False
 
-    def send(self, tombstone: Tombstone) -> bool:
+    def send(self, tombstone: Tombstone, *, delay_seconds: int = 0) -> bool:
         if self.down:
             return False
         self.sent.append(tombstone)
+        self.delays.append(delay_seconds)
         return True
 
 

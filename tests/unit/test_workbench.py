@@ -122,11 +122,17 @@ def test_a_vanished_sandbox_is_replaced_for_a_live_session(
     assert second != first and list(sandboxes.sandboxes) == [second]
 
 
-def test_e2b_down_is_unavailable_and_records_nothing(
-    sessions: SessionService, bench: Workbench, sandboxes: FakeSandboxes, store: FakeSessionStore
+def test_e2b_down_is_unavailable_records_nothing_and_schedules_a_late_check(
+    sessions: SessionService,
+    bench: Workbench,
+    sandboxes: FakeSandboxes,
+    store: FakeSessionStore,
+    queue: FakeQueue,
 ) -> None:
     sid = new_session(sessions)
     sandboxes.down = True
     with pytest.raises(SandboxUnavailable):
         run(bench, sid)
     assert store.get(P1, sid).sandbox_id is None and store.usage == []  # type: ignore[union-attr]
+    # E2B may still finish that create: a delayed teardown run re-checks the session then.
+    assert [t.session_id for t in queue.sent] == [sid] and queue.delays == [120]

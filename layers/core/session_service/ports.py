@@ -60,7 +60,7 @@ class SessionStore(Protocol):
 
 
 class TeardownQueue(Protocol):
-    def send(self, tombstone: Tombstone) -> bool:
+    def send(self, tombstone: Tombstone, *, delay_seconds: int = 0) -> bool:
         """Enqueue a teardown. Never raises: False when the queue could not be reached (logged, counted)."""
 
 

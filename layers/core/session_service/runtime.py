@@ -64,7 +64,7 @@ class Container:
         if self.settings.e2b_api_key_secret_arn:
             from session_service.adapters.secrets import secret_value
 
-            return secret_value(self.settings.e2b_api_key_secret_arn)
+            return secret_value(self.settings.e2b_api_key_secret_arn)  # raises SandboxUnavailable
         if self.settings.e2b_api_key:
             return self.settings.e2b_api_key
         raise RuntimeError("neither E2B_API_KEY_SECRET_ARN nor E2B_API_KEY is configured")

@@ -26,6 +26,8 @@ from session_service.observability import count, logger
 from session_service.ports import SandboxProvider, SessionStore, TeardownQueue
 
 _MAX_ATTEMPTS = 3
+# How long after a failed create a teardown re-checks the session: longer than any create can still take.
+LATE_CREATE_GRACE_SECONDS = 120
 
 
 class Workbench:
@@ -89,11 +91,18 @@ class Workbench:
 
     def _create_and_fence(self, session: Session, *, replaces: str | None) -> str:
         template = session.config.get("sandbox_template", self._default_template)
-        sandbox_id = self._sandboxes.create(
-            sandbox_metadata(session.project_id, session.session_id),
-            template=template if isinstance(template, str) and template else self._default_template,
-            timeout_s=self._sandbox_timeout(session),
-        )
+        try:
+            sandbox_id = self._sandboxes.create(
+                sandbox_metadata(session.project_id, session.session_id),
+                template=template if isinstance(template, str) and template else self._default_template,
+                timeout_s=self._sandbox_timeout(session),
+            )
+        except SandboxUnavailable:
+            # E2B may still create it (our call timed out, or the process dies here). It carries the
+            # session's metadata, so a delayed teardown run finds it if the session is deleted by then; on
+            # a live session that run is a no-op and the stray goes with the session's own teardown.
+            self._hand_to_teardown(session, delay_seconds=LATE_CREATE_GRACE_SECONDS)
+            raise
         if self._store.attach_sandbox(session.project_id, session.session_id, sandbox_id, replaces=replaces):
             count("SandboxesCreated")
             return sandbox_id
@@ -112,10 +121,19 @@ class Workbench:
         except SandboxUnavailable:
             logger.exception("could not kill a fenced-out sandbox", extra={"sandbox_id": sandbox_id})
             count("FencedSandboxKillFailures")
+        # Not lost: it carries the session's metadata. If the session is deleted (teardown may already have
+        # listed it), hand it one more run now; on a live session its own teardown will find it later.
         current = self._store.get(session.project_id, session.session_id)
         if current is not None and current.deleted_at is not None:
-            # Teardown may already have listed this session's sandboxes: hand it one more run.
-            self._queue.send(Tombstone(session.project_id, session.session_id, current.deleted_at))
+            self._hand_to_teardown(current)
+
+    def _hand_to_teardown(self, session: Session, delay_seconds: int = 0) -> None:
+        tombstone = Tombstone(session.project_id, session.session_id, session.deleted_at or "")
+        if not self._queue.send(tombstone, delay_seconds=delay_seconds):
+            logger.error(
+                "could not enqueue a teardown for a stray sandbox", extra={"session_id": session.session_id}
+            )
+            count("StraySandboxEnqueueFailures")
 
     def _record_usage(self, session: Session, execution: ExecutionResult) -> None:
         self._store.record_usage(

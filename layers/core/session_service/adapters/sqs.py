@@ -27,12 +27,16 @@ class SqsTeardownQueue:
             ),
         )
 
-    def send(self, tombstone: Tombstone) -> bool:
+    def send(self, tombstone: Tombstone, *, delay_seconds: int = 0) -> bool:
         if not self._url:
             logger.error("no teardown queue configured")
             return False
         try:
-            self._client.send_message(QueueUrl=self._url, MessageBody=json.dumps(tombstone.to_message()))
+            self._client.send_message(
+                QueueUrl=self._url,
+                MessageBody=json.dumps(tombstone.to_message()),
+                DelaySeconds=max(0, min(delay_seconds, 900)),
+            )
         except (BotoCoreError, ClientError) as error:
             logger.warning(
                 "teardown enqueue failed", extra={"session_id": tombstone.session_id, "error": repr(error)}
