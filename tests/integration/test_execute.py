@@ -167,36 +167,32 @@ def test_concurrent_first_executes_leave_one_sandbox(
     assert len(session_boxes(e2b_env, project, session["id"])) == 1
 
 
-def test_execute_racing_delete_never_leaves_a_sandbox(
-    api: Api, project: Project, e2b_env: Any, teardown: TeardownPipeline
+def test_the_fence_kills_a_sandbox_created_while_the_session_was_deleted(
+    api: Api, project: Project, e2b_env: Any, invoker: Any, teardown: TeardownPipeline
 ) -> None:
-    """Many trials of a first execute racing the DELETE. Whatever the interleaving, once teardown has run,
-    no sandbox with the session's metadata is left, running or paused."""
+    """The exact interleaving, deterministically, with real services: the sandbox is created at E2B, the
+    real DELETE commits (and its teardown runs and finds nothing attached), then the fence write is tried."""
+    from session_service.adapters.dynamodb import DynamoSessionStore
+    from session_service.errors import NotFound
+    from session_service.models import ExecuteRequest
+    from session_service.runtime import container_for
+    from session_service.settings import Settings
+    from session_service.workbench import Workbench
 
-    def run_execute(barrier: threading.Barrier, session_id: str, out: dict[str, int]) -> None:
-        barrier.wait()
-        out["execute"] = execute(api, project, session_id, command="echo x").status
+    session = create(api, project)
+    services = container_for(Settings.from_env(invoker.env_for("ExecuteFunction")))
 
-    def run_delete(barrier: threading.Barrier, session_id: str, delay: float, out: dict[str, int]) -> None:
-        barrier.wait()
-        threading.Event().wait(delay)
-        out["delete"] = api.call("DELETE", f"/v1/sessions/{session_id}", key=project.api_key).status
+    class DeleteBeforeTheFence(DynamoSessionStore):
+        def attach_sandbox(
+            self, project_id: str, session_id: str, sandbox_id: str, *, replaces: str | None
+        ) -> bool:
+            assert len(session_boxes(e2b_env, project, session_id)) == 1  # created at E2B...
+            assert api.call("DELETE", f"/v1/sessions/{session_id}", key=project.api_key).status == 200
+            return super().attach_sandbox(project_id, session_id, sandbox_id, replaces=replaces)
 
-    seen: list[int] = []
-    for trial in range(25):
-        session = create(api, project)
-        barrier = threading.Barrier(2)
-        out: dict[str, int] = {}
-        threads = [
-            threading.Thread(target=run_execute, args=(barrier, session["id"], out)),
-            threading.Thread(target=run_delete, args=(barrier, session["id"], 0.002 * (trial % 5), out)),
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert out["delete"] == 200 and out["execute"] in (200, 404), out
-        seen.append(out["execute"])
-        assert all(not r.failed_ids for r in teardown.drain())
-        assert session_boxes(e2b_env, project, session["id"]) == [], f"trial {trial}: orphan sandbox"
-    assert len(seen) == 25
+    bench = Workbench(DeleteBeforeTheFence(services.tables), services.sandboxes, services.queue)
+    with pytest.raises(NotFound):
+        bench.execute(project.project_id, session["id"], ExecuteRequest(command="echo never"))
+    assert session_boxes(e2b_env, project, session["id"]) == []  # ...and killed by the fence at once
+    assert all(not r.failed_ids for r in teardown.drain())
+    assert session_boxes(e2b_env, project, session["id"]) == []
