@@ -29,6 +29,11 @@ from session_service.models import (
 )
 from session_service.ports import CACHE_MISS, CacheLookup
 
+P1, P2 = (
+    "prj_01aaaaaaaaaaaaaaaaaaaaaaaa",
+    "prj_01bbbbbbbbbbbbbbbbbbbbbbbb",
+)  # two projects for isolation tests
+
 
 class FakeSessionStore:
     def __init__(self) -> None:

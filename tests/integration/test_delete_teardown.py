@@ -17,12 +17,6 @@ from plugins.teardown import TeardownPipeline
 from session_service.adapters.redis_cache import TOMBSTONE, cache_key
 
 
-def create(api: Api, project: Project, **body: object) -> dict:
-    reply = api.call("POST", "/v1/sessions", key=project.api_key, body={"user_id": "u1", **body})
-    assert reply.status == 201, reply.body
-    return reply.body
-
-
 def sandbox_for(project: Project, session_id: str, *, paused: bool = False) -> str:
     sandbox = Sandbox.create(
         metadata={"project_id": project.project_id, "session_id": session_id}, timeout=600
@@ -40,7 +34,7 @@ def remaining(e2b: Any, project: Project, session_id: str) -> list[dict]:
 
 
 def test_delete_once_then_404_everywhere(api: Api, project: Project, teardown: TeardownPipeline) -> None:
-    session = create(api, project)
+    session = api.create(project)
     path = f"/v1/sessions/{session['id']}"
     deleted = api.call("DELETE", path, key=project.api_key)
     assert deleted.status == 200
@@ -62,7 +56,7 @@ def test_the_tombstone_carries_its_ttl_and_pending_marker(
 
     from session_service.clock import parse_iso
 
-    session = create(api, project)
+    session = api.create(project)
     deleted = api.call("DELETE", f"/v1/sessions/{session['id']}", key=project.api_key).body
     env = invoker.env_for("DeleteSessionFunction")
     item = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=env["AWS_ENDPOINT_URL"]).get_item(
@@ -79,7 +73,7 @@ def test_the_tombstone_carries_its_ttl_and_pending_marker(
 def test_another_project_cannot_delete_and_the_owner_still_can(
     api: Api, project: Project, other_project: Project, teardown: TeardownPipeline
 ) -> None:
-    session = create(api, project)
+    session = api.create(project)
     path = f"/v1/sessions/{session['id']}"
     assert api.call("DELETE", path, key=other_project.api_key).status == 404
     assert api.call("GET", path, key=project.api_key).body == session
@@ -90,7 +84,7 @@ def test_another_project_cannot_delete_and_the_owner_still_can(
 def test_concurrent_deletes_give_one_200_and_one_teardown(
     api: Api, project: Project, teardown: TeardownPipeline
 ) -> None:
-    session = create(api, project)
+    session = api.create(project)
     path = f"/v1/sessions/{session['id']}"
     with ThreadPoolExecutor(max_workers=16) as pool:
         statuses = list(pool.map(lambda _: api.call("DELETE", path, key=project.api_key).status, range(32)))
@@ -101,7 +95,7 @@ def test_concurrent_deletes_give_one_200_and_one_teardown(
 def test_warm_cached_get_then_delete_then_get_is_404(
     api: Api, project: Project, redis_server: Any, teardown: TeardownPipeline
 ) -> None:
-    session = create(api, project)
+    session = api.create(project)
     path = f"/v1/sessions/{session['id']}"
     assert api.call("GET", path, key=project.api_key).status == 200
     client = redis.Redis(host=redis_server.host, port=redis_server.port, decode_responses=True)
@@ -120,7 +114,7 @@ def test_a_stale_fill_after_delete_cannot_resurrect_the_session(
     from session_service.runtime import container_for
     from session_service.settings import Settings
 
-    session = create(api, project)
+    session = api.create(project)
     settings = Settings.from_env(invoker.env_for("GetSessionFunction"))
     services = container_for(settings)
     before = services.store.get(project.project_id, session["id"])  # the slow reader's read
@@ -130,16 +124,16 @@ def test_a_stale_fill_after_delete_cannot_resurrect_the_session(
 
 
 def test_tag_can_be_reused_after_delete(api: Api, project: Project, teardown: TeardownPipeline) -> None:
-    old = create(api, project, tag="reuse-me")
+    old = api.create(project, tag="reuse-me")
     assert api.call("DELETE", f"/v1/sessions/{old['id']}", key=project.api_key).status == 200
-    new = create(api, project, tag="reuse-me")
+    new = api.create(project, tag="reuse-me")
     assert new["id"] != old["id"]
 
 
 def test_tombstones_are_listed_only_when_asked_with_teardown_state(
     api: Api, project: Project, teardown: TeardownPipeline, e2b_env: Any
 ) -> None:
-    live, dead = create(api, project), create(api, project)
+    live, dead = api.create(project), api.create(project)
     deleted = api.call("DELETE", f"/v1/sessions/{dead['id']}", key=project.api_key).body
     plain = api.call("GET", "/v1/sessions", key=project.api_key).body["items"]
     assert [item["id"] for item in plain] == [live["id"]]
@@ -162,8 +156,8 @@ def test_tombstones_are_listed_only_when_asked_with_teardown_state(
 def test_teardown_kills_running_and_paused_sandboxes_of_that_session_only(
     api: Api, project: Project, other_project: Project, teardown: TeardownPipeline, e2b_env: Any
 ) -> None:
-    doomed, survivor = create(api, project), create(api, project)
-    foreign = create(api, other_project)
+    doomed, survivor = api.create(project), api.create(project)
+    foreign = api.create(other_project)
     sandbox_for(project, doomed["id"])
     sandbox_for(project, doomed["id"], paused=True)
     keep = {
@@ -182,7 +176,7 @@ def test_teardown_kills_running_and_paused_sandboxes_of_that_session_only(
 def test_teardown_follows_every_page(
     api: Api, project: Project, teardown: TeardownPipeline, e2b_env: Any
 ) -> None:
-    session = create(api, project)
+    session = api.create(project)
     e2b_env.set_page_limit(40)
     for i in range(130):
         sandbox_for(project, session["id"], paused=i % 3 == 0)
@@ -198,7 +192,7 @@ def test_teardown_follows_every_page(
 def test_e2b_unreachable_then_back_teardown_completes(
     api: Api, project: Project, teardown: TeardownPipeline, e2b_env: Any
 ) -> None:
-    session = create(api, project)
+    session = api.create(project)
     sandbox_for(project, session["id"], paused=True)
     e2b_env.stop()
     assert api.call("DELETE", f"/v1/sessions/{session['id']}", key=project.api_key).status == 200
@@ -213,7 +207,7 @@ def test_e2b_unreachable_then_back_teardown_completes(
 def test_a_failed_kill_fails_only_its_record_and_a_retry_finishes(
     api: Api, project: Project, teardown: TeardownPipeline, e2b_env: Any
 ) -> None:
-    broken, fine = create(api, project), create(api, project)
+    broken, fine = api.create(project), api.create(project)
     broken_box = sandbox_for(project, broken["id"])
     sandbox_for(project, fine["id"])
     for session in (broken, fine):
@@ -231,7 +225,7 @@ def test_a_failed_kill_fails_only_its_record_and_a_retry_finishes(
 def test_rate_limited_kills_back_off_and_complete(
     api: Api, project: Project, teardown: TeardownPipeline, e2b_env: Any
 ) -> None:
-    session = create(api, project)
+    session = api.create(project)
     box = sandbox_for(project, session["id"])
     e2b_env.inject("DELETE", f"/sandboxes/{box}", 429, times=5)  # beyond the SDK's own 3 retries
     assert api.call("DELETE", f"/v1/sessions/{session['id']}", key=project.api_key).status == 200
@@ -243,7 +237,7 @@ def test_rate_limited_kills_back_off_and_complete(
 def test_redis_down_delete_succeeds_reads_404_and_teardown_finishes_when_back(
     api: Api, project: Project, teardown: TeardownPipeline, redis_down: Any, redis_server: Any, e2b_env: Any
 ) -> None:
-    session = create(api, project)
+    session = api.create(project)
     path = f"/v1/sessions/{session['id']}"
     with redis_down():
         assert api.call("GET", path, key=project.api_key).status == 200  # served by DynamoDB
@@ -259,7 +253,7 @@ def test_redis_down_delete_succeeds_reads_404_and_teardown_finishes_when_back(
 def test_dynamodb_down_is_503_and_nothing_changes(
     api: Api, project: Project, teardown: TeardownPipeline, redis_server: Any
 ) -> None:
-    session = create(api, project)
+    session = api.create(project)
     path = f"/v1/sessions/{session['id']}"
     api.call("GET", path, key=project.api_key)  # warm cache
     closed = f"http://127.0.0.1:{free_port()}"
@@ -282,7 +276,7 @@ def teardown_state(api: Api, project: Project, session_id: str) -> str:
 def test_a_lost_send_is_recovered_by_the_sweeper(
     api: Api, project: Project, teardown: TeardownPipeline, e2b_env: Any
 ) -> None:
-    session = create(api, project)
+    session = api.create(project)
     sandbox_for(project, session["id"], paused=True)
     missing_queue = teardown.queue_url.rsplit("/", 1)[0] + "/no-such-queue"
     reply = api.call(
@@ -305,7 +299,7 @@ def test_a_lost_send_is_recovered_by_the_sweeper(
 def test_batch_item_failures_list_exactly_the_poison_record_which_reaches_the_dlq(
     api: Api, project: Project, teardown: TeardownPipeline, e2b_env: Any
 ) -> None:
-    session = create(api, project)
+    session = api.create(project)
     assert api.call("DELETE", f"/v1/sessions/{session['id']}", key=project.api_key).status == 200
     poison = teardown.send_raw('{"not": "a teardown"}')
     first = teardown.poll()
@@ -326,7 +320,7 @@ def test_a_retried_tombstone_write_is_idempotent_per_request(
     from session_service.runtime import container_for
     from session_service.settings import Settings
 
-    session = create(api, project)
+    session = api.create(project)
     store = container_for(Settings.from_env(invoker.env_for("DeleteSessionFunction"))).store
     args = (project.project_id, session["id"], "2026-11-21T00:00:00.000000Z", 1)
     assert store.tombstone(*args, request_token="request-a") is True

@@ -13,12 +13,6 @@ from plugins.api import Api, Project
 from plugins.teardown import TeardownPipeline
 
 
-def create(api: Api, project: Project, **body: object) -> dict:
-    reply = api.call("POST", "/v1/sessions", key=project.api_key, body={"user_id": "u1", **body})
-    assert reply.status == 201, reply.body
-    return reply.body
-
-
 def execute(api: Api, project: Project, session_id: str, **body: object) -> Any:
     return api.call("POST", f"/v1/sessions/{session_id}/execute", key=project.api_key, body=body)
 
@@ -38,7 +32,7 @@ def usage_records(invoker: Any, project: Project, session_id: str) -> list[dict]
 def test_echo_hello_creates_the_sandbox_and_a_second_execute_reuses_it(
     api: Api, project: Project, e2b_env: Any, invoker: Any, teardown: TeardownPipeline
 ) -> None:
-    session = create(api, project)
+    session = api.create(project)
     first = execute(api, project, session["id"], command="echo hello")
     assert first.status == 200, first.body
     assert first.body["stdout"] == "hello\n" and first.body["exit_code"] == 0 and first.body["stderr"] == ""
@@ -59,7 +53,7 @@ def test_echo_hello_creates_the_sandbox_and_a_second_execute_reuses_it(
 def test_a_paused_sandbox_is_resumed(
     api: Api, project: Project, e2b_env: Any, teardown: TeardownPipeline
 ) -> None:
-    session = create(api, project)
+    session = api.create(project)
     sandbox_id = execute(api, project, session["id"], command="echo one").body["sandbox_id"]
     assert Sandbox.pause(sandbox_id) is True
     assert session_boxes(e2b_env, project, session["id"], state="paused")
@@ -69,7 +63,7 @@ def test_a_paused_sandbox_is_resumed(
 
 
 def test_env_cwd_and_timeout(api: Api, project: Project, e2b_env: Any, teardown: TeardownPipeline) -> None:
-    session = create(api, project)
+    session = api.create(project)
     env = execute(api, project, session["id"], command="echo $GREETING", env={"GREETING": "hi"})
     assert env.body["stdout"] == "hi\n"
     execute(api, project, session["id"], command="mkdir -p work")  # in the sandbox's home, /home/user
@@ -87,7 +81,7 @@ def test_env_cwd_and_timeout(api: Api, project: Project, e2b_env: Any, teardown:
 def test_a_sandbox_that_vanished_is_replaced(
     api: Api, project: Project, e2b_env: Any, teardown: TeardownPipeline
 ) -> None:
-    session = create(api, project)
+    session = api.create(project)
     first = execute(api, project, session["id"], command="true").body["sandbox_id"]
     assert Sandbox.kill(first) is True
     second = execute(api, project, session["id"], command="echo new")
@@ -100,7 +94,7 @@ def test_a_sandbox_that_vanished_is_replaced(
 def test_unknown_deleted_and_foreign_sessions_are_404_and_create_nothing(
     api: Api, project: Project, other_project: Project, e2b_env: Any, teardown: TeardownPipeline
 ) -> None:
-    session = create(api, project)
+    session = api.create(project)
     assert execute(api, other_project, session["id"], command="true").status == 404
     assert execute(api, project, "ses_01jc0000000000000000000000", command="true").status == 404
     assert api.call("DELETE", f"/v1/sessions/{session['id']}", key=project.api_key).status == 200
@@ -126,7 +120,7 @@ def test_unknown_deleted_and_foreign_sessions_are_404_and_create_nothing(
 def test_invalid_bodies_are_422_and_create_nothing(
     api: Api, project: Project, e2b_env: Any, body: dict, teardown: TeardownPipeline
 ) -> None:
-    session = create(api, project)
+    session = api.create(project)
     reply = execute(api, project, session["id"], **body)
     assert reply.status == 422 and reply.body["error"]["code"] == "validation_error"
     assert e2b_env.sandboxes() == []
@@ -135,7 +129,7 @@ def test_invalid_bodies_are_422_and_create_nothing(
 def test_e2b_unavailable_is_503_and_the_session_is_untouched(
     api: Api, project: Project, e2b_env: Any, teardown: TeardownPipeline
 ) -> None:
-    session = create(api, project)
+    session = api.create(project)
     e2b_env.inject("POST", "/v2/sandboxes", 500, times=1)
     failed = execute(api, project, session["id"], command="true")
     assert failed.status == 503 and failed.body["error"]["code"] == "sandbox_unavailable"
@@ -150,7 +144,7 @@ def test_e2b_unavailable_is_503_and_the_session_is_untouched(
 def test_concurrent_first_executes_leave_one_sandbox(
     api: Api, project: Project, e2b_env: Any, teardown: TeardownPipeline
 ) -> None:
-    session = create(api, project)
+    session = api.create(project)
     results: list[Any] = []
     threads = [
         threading.Thread(
@@ -179,7 +173,7 @@ def test_the_fence_kills_a_sandbox_created_while_the_session_was_deleted(
     from session_service.settings import Settings
     from session_service.workbench import Workbench
 
-    session = create(api, project)
+    session = api.create(project)
     services = container_for(Settings.from_env(invoker.env_for("ExecuteFunction")))
 
     class DeleteBeforeTheFence(DynamoSessionStore):

@@ -10,13 +10,6 @@ import pytest
 
 from plugins.api import Api, Project
 
-
-def create(api: Api, project: Project, **body: object) -> dict:
-    reply = api.call("POST", "/v1/sessions", key=project.api_key, body={"user_id": "u1", **body})
-    assert reply.status == 201, reply.body
-    return reply.body
-
-
 # --- authentication -----------------------------------------------------------------------------------
 
 
@@ -43,7 +36,7 @@ def test_a_revoked_key_is_401(api: Api, admin, project: Project) -> None:
 
 
 def test_create_then_get(api: Api, project: Project) -> None:
-    created = create(api, project, config={"template": "base"}, metadata={"channel": "slack"}, tag="t-1")
+    created = api.create(project, config={"template": "base"}, metadata={"channel": "slack"}, tag="t-1")
     assert set(created) == {
         "id",
         "user_id",
@@ -60,7 +53,7 @@ def test_create_then_get(api: Api, project: Project) -> None:
 
 
 def test_create_with_a_live_tag_returns_the_same_session_with_200(api: Api, project: Project) -> None:
-    first = create(api, project, tag="dup")
+    first = api.create(project, tag="dup")
     again = api.call("POST", "/v1/sessions", key=project.api_key, body={"user_id": "u2", "tag": "dup"})
     assert again.status == 200 and again.body["id"] == first["id"]
 
@@ -115,7 +108,7 @@ def test_malformed_json_is_400_and_oversized_bodies_are_413(api: Api, project: P
 def test_another_projects_session_is_404_and_unchanged(
     api: Api, project: Project, other_project: Project
 ) -> None:
-    mine = create(api, project, metadata={"owner": "me"})
+    mine = api.create(project, metadata={"owner": "me"})
     path = f"/v1/sessions/{mine['id']}"
     assert api.call("GET", path, key=other_project.api_key).status == 404
     patched = api.call("PATCH", path, key=other_project.api_key, body={"metadata": {"owner": "them"}})
@@ -136,7 +129,7 @@ def test_unknown_and_malformed_ids_are_404(api: Api, project: Project) -> None:
 
 
 def test_list_is_newest_first_with_stable_cursor_pagination(api: Api, project: Project) -> None:
-    made = [create(api, project, user_id=f"u{i % 2}")["id"] for i in range(7)]
+    made = [api.create(project, user_id=f"u{i % 2}")["id"] for i in range(7)]
     seen, cursor = [], None
     while True:
         query = {"limit": "3", **({"cursor": cursor} if cursor else {})}
@@ -152,8 +145,8 @@ def test_list_is_newest_first_with_stable_cursor_pagination(api: Api, project: P
 
 
 def test_list_changed_since_returns_only_later_changes(api: Api, project: Project) -> None:
-    old = create(api, project)
-    fresh = create(api, project)
+    old = api.create(project)
+    fresh = api.create(project)
     since = fresh["created_at"]
     api.call("PATCH", f"/v1/sessions/{old['id']}", key=project.api_key, body={"metadata": {"touched": True}})
     reply = api.call("GET", "/v1/sessions", key=project.api_key, query={"changed_since": since})
@@ -181,7 +174,7 @@ def test_a_forged_cursor_is_400_and_cannot_reach_another_project(
     api: Api, project: Project, other_project: Project
 ) -> None:
     for _ in range(3):
-        create(api, other_project)
+        api.create(other_project)
     page = api.call("GET", "/v1/sessions", key=other_project.api_key, query={"limit": "1"})
     stolen = page.body["next_cursor"]
     assert stolen
@@ -195,7 +188,7 @@ def test_a_forged_cursor_is_400_and_cannot_reach_another_project(
 
 
 def test_patch_updates_bumps_version_and_get_sees_it_immediately(api: Api, project: Project) -> None:
-    created = create(api, project, config={"a": 1})
+    created = api.create(project, config={"a": 1})
     path = f"/v1/sessions/{created['id']}"
     assert api.call("GET", path, key=project.api_key).body["version"] == 1  # now cached
     patched = api.call("PATCH", path, key=project.api_key, body={"config": {"a": 2}, "expected_version": 1})
@@ -208,7 +201,7 @@ def test_every_config_change_is_kept_in_the_audit_history(api: Api, project: Pro
     from session_service.runtime import container_for
     from session_service.settings import Settings
 
-    created = create(api, project, config={"v": 1})
+    created = api.create(project, config={"v": 1})
     path = f"/v1/sessions/{created['id']}"
     api.call("PATCH", path, key=project.api_key, body={"config": {"v": 2}})
     api.call("PATCH", path, key=project.api_key, body={"metadata": {"only": "metadata"}})
@@ -223,7 +216,7 @@ def test_every_config_change_is_kept_in_the_audit_history(api: Api, project: Pro
 
 
 def test_patch_with_a_stale_version_is_409_and_changes_nothing(api: Api, project: Project) -> None:
-    created = create(api, project)
+    created = api.create(project)
     path = f"/v1/sessions/{created['id']}"
     api.call("PATCH", path, key=project.api_key, body={"metadata": {"n": 1}})
     stale = api.call("PATCH", path, key=project.api_key, body={"metadata": {"n": 2}, "expected_version": 1})
@@ -236,7 +229,7 @@ def test_patch_with_a_stale_version_is_409_and_changes_nothing(api: Api, project
     [{}, {"config": "x"}, {"expected_version": 1}, {"metadata": {}, "expected_version": "1"}, {"tag": "no"}],
 )
 def test_invalid_patches_are_422_and_change_nothing(api: Api, project: Project, body: dict) -> None:
-    created = create(api, project)
+    created = api.create(project)
     path = f"/v1/sessions/{created['id']}"
     reply = api.call("PATCH", path, key=project.api_key, body=body)
     assert reply.status == 422
@@ -281,9 +274,9 @@ def test_changed_since_at_the_edges_of_time_is_422(api: Api, project: Project, s
 
 
 def test_a_changed_since_cursor_only_continues_its_own_listing(api: Api, project: Project) -> None:
-    first = create(api, project)
+    first = api.create(project)
     for _ in range(3):
-        create(api, project)
+        api.create(project)
     since = first["created_at"]
     page = api.call("GET", "/v1/sessions", key=project.api_key, query={"changed_since": since, "limit": "2"})
     cursor = page.body["next_cursor"]

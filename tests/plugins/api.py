@@ -55,6 +55,12 @@ class Api:
             event["identitySource"] = [api_key]
         return self.invoker.invoke("AuthorizerFunction", event)
 
+    def create(self, project: Project, **body: object) -> dict[str, Any]:
+        """POST /v1/sessions with user_id "u1" unless given; asserts the 201."""
+        reply = self.call("POST", "/v1/sessions", key=project.api_key, body={"user_id": "u1", **body})
+        assert reply.status == 201, reply.body
+        return reply.body
+
     def call(
         self,
         method: str,

@@ -4,6 +4,9 @@ import socket
 
 import pytest
 
+from fakes import FakeCache, FakeQueue, FakeSandboxes, FakeSessionStore
+from session_service.service import SessionService
+
 
 @pytest.fixture(autouse=True)
 def _no_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -12,3 +15,28 @@ def _no_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture
+def store() -> FakeSessionStore:
+    return FakeSessionStore()
+
+
+@pytest.fixture
+def cache() -> FakeCache:
+    return FakeCache()
+
+
+@pytest.fixture
+def queue() -> FakeQueue:
+    return FakeQueue()
+
+
+@pytest.fixture
+def sandboxes() -> FakeSandboxes:
+    return FakeSandboxes()
+
+
+@pytest.fixture
+def service(store: FakeSessionStore, cache: FakeCache, queue: FakeQueue) -> SessionService:
+    return SessionService(store, cache, queue)

@@ -1,37 +1,10 @@
 import pytest
 
-from fakes import FakeCache, FakeQueue, FakeSandboxes, FakeSessionStore, rate_limited, unavailable
+from fakes import P1, P2, FakeCache, FakeQueue, FakeSandboxes, FakeSessionStore, rate_limited, unavailable
 from session_service.errors import NotFound, TeardownIncomplete
 from session_service.models import CreateSessionRequest, ListSessionsParams, TeardownMessage
 from session_service.service import SessionService
 from session_service.teardown import Sweeper, Teardown
-
-P1, P2 = "prj_01aaaaaaaaaaaaaaaaaaaaaaaa", "prj_01bbbbbbbbbbbbbbbbbbbbbbbb"
-
-
-@pytest.fixture
-def store() -> FakeSessionStore:
-    return FakeSessionStore()
-
-
-@pytest.fixture
-def cache() -> FakeCache:
-    return FakeCache()
-
-
-@pytest.fixture
-def queue() -> FakeQueue:
-    return FakeQueue()
-
-
-@pytest.fixture
-def sandboxes() -> FakeSandboxes:
-    return FakeSandboxes()
-
-
-@pytest.fixture
-def service(store: FakeSessionStore, cache: FakeCache, queue: FakeQueue) -> SessionService:
-    return SessionService(store, cache, queue)
 
 
 @pytest.fixture

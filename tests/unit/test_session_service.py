@@ -2,27 +2,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from fakes import FakeCache, FakeSessionStore
+from fakes import P1, P2, FakeCache, FakeSessionStore
 from session_service.errors import NotFound, ValidationFailed, VersionConflict
 from session_service.models import CreateSessionRequest, ListSessionsParams, UpdateSessionRequest
 from session_service.service import SessionService
-
-P1, P2 = "prj_01aaaaaaaaaaaaaaaaaaaaaaaa", "prj_01bbbbbbbbbbbbbbbbbbbbbbbb"
-
-
-@pytest.fixture
-def store() -> FakeSessionStore:
-    return FakeSessionStore()
-
-
-@pytest.fixture
-def cache() -> FakeCache:
-    return FakeCache()
-
-
-@pytest.fixture
-def service(store: FakeSessionStore, cache: FakeCache) -> SessionService:
-    return SessionService(store, cache)
 
 
 def create(service: SessionService, project: str = P1, **fields: object) -> dict:

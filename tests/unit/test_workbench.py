@@ -2,35 +2,11 @@ import threading
 
 import pytest
 
-from fakes import FakeQueue, FakeSandboxes, FakeSessionStore, unavailable
+from fakes import P1, P2, FakeQueue, FakeSandboxes, FakeSessionStore, unavailable
 from session_service.errors import NotFound, SandboxUnavailable
 from session_service.models import CreateSessionRequest, ExecuteRequest
 from session_service.service import SessionService
 from session_service.workbench import Workbench
-
-P1, P2 = "prj_01aaaaaaaaaaaaaaaaaaaaaaaa", "prj_01bbbbbbbbbbbbbbbbbbbbbbbb"
-
-
-@pytest.fixture
-def store() -> FakeSessionStore:
-    return FakeSessionStore()
-
-
-@pytest.fixture
-def sandboxes() -> FakeSandboxes:
-    return FakeSandboxes()
-
-
-@pytest.fixture
-def queue() -> FakeQueue:
-    return FakeQueue()
-
-
-@pytest.fixture
-def sessions(store: FakeSessionStore, queue: FakeQueue) -> SessionService:
-    from fakes import FakeCache
-
-    return SessionService(store, FakeCache(), queue)
 
 
 @pytest.fixture
@@ -38,8 +14,8 @@ def bench(store: FakeSessionStore, sandboxes: FakeSandboxes, queue: FakeQueue) -
     return Workbench(store, sandboxes, queue)
 
 
-def new_session(sessions: SessionService, project: str = P1) -> str:
-    return sessions.create(project, CreateSessionRequest(user_id="u"))[0].session_id
+def new_session(service: SessionService, project: str = P1) -> str:
+    return service.create(project, CreateSessionRequest(user_id="u"))[0].session_id
 
 
 def run(bench: Workbench, sid: str, project: str = P1, command: str = "echo hi") -> dict:
@@ -47,9 +23,9 @@ def run(bench: Workbench, sid: str, project: str = P1, command: str = "echo hi")
 
 
 def test_first_execute_creates_a_sandbox_with_the_sessions_metadata_and_later_ones_reuse_it(
-    sessions: SessionService, bench: Workbench, sandboxes: FakeSandboxes, store: FakeSessionStore
+    service: SessionService, bench: Workbench, sandboxes: FakeSandboxes, store: FakeSessionStore
 ) -> None:
-    sid = new_session(sessions)
+    sid = new_session(service)
     first, second = run(bench, sid), run(bench, sid, command="pwd")
     assert first["sandbox_id"] == second["sandbox_id"] and sandboxes.created == 1
     assert sandboxes.sandboxes[first["sandbox_id"]][0] == {"project_id": P1, "session_id": sid}
@@ -58,38 +34,38 @@ def test_first_execute_creates_a_sandbox_with_the_sessions_metadata_and_later_on
 
 
 def test_unknown_foreign_or_deleted_sessions_are_404_and_create_nothing(
-    sessions: SessionService, bench: Workbench, sandboxes: FakeSandboxes
+    service: SessionService, bench: Workbench, sandboxes: FakeSandboxes
 ) -> None:
-    sid = new_session(sessions, P1)
+    sid = new_session(service, P1)
     with pytest.raises(NotFound):
         run(bench, sid, project=P2)
     with pytest.raises(NotFound):
         run(bench, "ses_01jc0000000000000000000000")
-    sessions.delete(P1, sid)
+    service.delete(P1, sid)
     with pytest.raises(NotFound):
         run(bench, sid)
     assert sandboxes.created == 0
 
 
 def test_the_fence_kills_a_sandbox_created_while_the_session_was_deleted(
-    sessions: SessionService, bench: Workbench, sandboxes: FakeSandboxes, store: FakeSessionStore
+    service: SessionService, bench: Workbench, sandboxes: FakeSandboxes, store: FakeSessionStore
 ) -> None:
-    sid = new_session(sessions)
-    store.before_attach.append(lambda: sessions.delete(P1, sid))
+    sid = new_session(service)
+    store.before_attach.append(lambda: service.delete(P1, sid))
     with pytest.raises(NotFound):
         run(bench, sid)
     assert sandboxes.created == 1 and sandboxes.sandboxes == {}
 
 
 def test_a_fenced_out_sandbox_whose_kill_fails_is_handed_to_teardown(
-    sessions: SessionService,
+    service: SessionService,
     bench: Workbench,
     sandboxes: FakeSandboxes,
     store: FakeSessionStore,
     queue: FakeQueue,
 ) -> None:
-    sid = new_session(sessions)
-    store.before_attach.append(lambda: sessions.delete(P1, sid))
+    sid = new_session(service)
+    store.before_attach.append(lambda: service.delete(P1, sid))
     sandboxes.fail["sbx001"] = [unavailable()]
     with pytest.raises(NotFound):
         run(bench, sid)
@@ -97,9 +73,9 @@ def test_a_fenced_out_sandbox_whose_kill_fails_is_handed_to_teardown(
 
 
 def test_concurrent_first_executes_leave_one_sandbox(
-    sessions: SessionService, bench: Workbench, sandboxes: FakeSandboxes, store: FakeSessionStore
+    service: SessionService, bench: Workbench, sandboxes: FakeSandboxes, store: FakeSessionStore
 ) -> None:
-    sid = new_session(sessions)
+    sid = new_session(service)
     barrier = threading.Barrier(4)
     store.before_attach.append(lambda: barrier.wait(timeout=5))
     results: list[dict] = []
@@ -113,9 +89,9 @@ def test_concurrent_first_executes_leave_one_sandbox(
 
 
 def test_a_vanished_sandbox_is_replaced_for_a_live_session(
-    sessions: SessionService, bench: Workbench, sandboxes: FakeSandboxes
+    service: SessionService, bench: Workbench, sandboxes: FakeSandboxes
 ) -> None:
-    sid = new_session(sessions)
+    sid = new_session(service)
     first = run(bench, sid)["sandbox_id"]
     sandboxes.sandboxes.clear()  # expired or killed by hand
     second = run(bench, sid)["sandbox_id"]
@@ -123,13 +99,13 @@ def test_a_vanished_sandbox_is_replaced_for_a_live_session(
 
 
 def test_e2b_down_is_unavailable_records_nothing_and_schedules_a_late_check(
-    sessions: SessionService,
+    service: SessionService,
     bench: Workbench,
     sandboxes: FakeSandboxes,
     store: FakeSessionStore,
     queue: FakeQueue,
 ) -> None:
-    sid = new_session(sessions)
+    sid = new_session(service)
     sandboxes.down = True
     with pytest.raises(SandboxUnavailable):
         run(bench, sid)
