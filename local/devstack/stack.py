@@ -293,6 +293,9 @@ Dev stack ready at {url}
   curl -s "$API/v1/sessions/$ID" "${{H[@]}}"
   curl -s "$API/v1/sessions?limit=10" "${{H[@]}}"
   curl -s -X PATCH "$API/v1/sessions/$ID" "${{H[@]}}" -d '{{"metadata":{{"via":"cli"}},"expected_version":1}}'
+  curl -s -X POST "$API/v1/sessions/$ID/execute" "${{H[@]}}" -d '{{"command":"echo hello"}}'
+  curl -s -X DELETE "$API/v1/sessions/$ID" "${{H[@]}}"      # sandbox gone within seconds; GET is 404
+  curl -s "$API/v1/sessions?include_deleted=true" "${{H[@]}}"
 
 Ctrl-C stops everything."""
 
