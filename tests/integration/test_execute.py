@@ -190,3 +190,19 @@ def test_the_fence_kills_a_sandbox_created_while_the_session_was_deleted(
     assert session_boxes(e2b_env, project, session["id"]) == []  # ...and killed by the fence at once
     assert all(not r.failed_ids for r in teardown.drain())
     assert session_boxes(e2b_env, project, session["id"]) == []
+
+
+def test_an_unreadable_e2b_key_secret_is_503_not_500(
+    api: Api, project: Project, e2b_env: Any, invoker: Any, teardown: TeardownPipeline
+) -> None:
+    session = api.create(project)
+    missing = invoker.env_for("ExecuteFunction")["E2B_API_KEY_SECRET_ARN"] + "-missing"
+    reply = api.call(
+        "POST",
+        f"/v1/sessions/{session['id']}/execute",
+        key=project.api_key,
+        body={"command": "true"},
+        env={"E2B_API_KEY_SECRET_ARN": missing},
+    )
+    assert reply.status == 503 and reply.body["error"]["code"] == "sandbox_unavailable"
+    assert e2b_env.sandboxes() == []
