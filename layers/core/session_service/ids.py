@@ -14,7 +14,6 @@ import time
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 _ULID = r"[0-9a-hjkmnp-tv-z]{26}"
 SESSION_ID = re.compile(rf"^ses_{_ULID}$")
-PROJECT_ID = re.compile(rf"^prj_{_ULID}$")
 
 
 _last = [0, 0]  # (ms, random) of the last id made here: ids made in one millisecond still sort in order
@@ -47,7 +46,3 @@ def new_project_id() -> str:
 
 def is_session_id(value: str) -> bool:
     return bool(SESSION_ID.match(value))
-
-
-def is_project_id(value: str) -> bool:
-    return bool(PROJECT_ID.match(value))

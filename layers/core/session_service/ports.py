@@ -109,10 +109,6 @@ class CacheLookup:
         self.body = body
         self.tombstone = tombstone
 
-    @property
-    def hit(self) -> bool:
-        return self.body is not None
-
 
 CACHE_MISS = CacheLookup()
 

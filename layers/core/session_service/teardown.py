@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 from session_service import clock
 from session_service.errors import SandboxRateLimited, SandboxUnavailable, TeardownIncomplete
@@ -127,8 +128,6 @@ class Sweeper:
         self._now = now
 
     def sweep(self) -> int:
-        from datetime import UTC, datetime
-
         cutoff = clock.iso(datetime.fromtimestamp(self._now() - self._grace, UTC))
         pending = self._store.pending_teardowns(deleted_before=cutoff, limit=self._limit)
         sent = sum(1 for tombstone in pending if self._queue.send(tombstone))
