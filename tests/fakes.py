@@ -9,7 +9,9 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
+from session_service import clock
 from session_service.errors import (
+    DependencyUnavailable,
     SandboxGone,
     SandboxRateLimited,
     SandboxUnavailable,
@@ -215,9 +217,14 @@ def unavailable() -> Exception:
 
 
 class FakeCache:
+    """The ResponseCache contract in memory: fills are version-guarded and never replace a tombstone; a
+    writer's invalidation either lands or (cache down) makes every body filled before it untrusted, which
+    is what the cache epoch gives the real adapter."""
+
     def __init__(self) -> None:
-        self.entries: dict[tuple[str, str], tuple[int, dict] | str] = {}
+        self.entries: dict[tuple[str, str], tuple[int, int, dict] | str] = {}
         self.down = False
+        self.epoch = 0  # bodies filled as of an earlier time are not served
 
     def get(self, project_id: str, session_id: str) -> CacheLookup:
         if self.down:
@@ -228,22 +235,61 @@ class FakeCache:
         if entry == "!":
             return CacheLookup(tombstone=True)
         assert isinstance(entry, tuple)
-        return CacheLookup(body=entry[1])
+        return CacheLookup(body=entry[2]) if entry[1] >= self.epoch else CACHE_MISS
 
-    def fill(self, session: Session) -> None:
+    def body(self, project_id: str, session_id: str) -> tuple[int, dict] | str | None:
+        """(version, body) or "!" as stored, for assertions."""
+        entry = self.entries.get((project_id, session_id))
+        return entry if entry is None or isinstance(entry, str) else (entry[0], entry[2])
+
+    def fill(self, session: Session, as_of_ms: int) -> bool:
         if self.down:
-            return
+            return False
         key = (session.project_id, session.session_id)
         current = self.entries.get(key)
-        if current == "!" or (isinstance(current, tuple) and current[0] >= session.version):
-            return
-        self.entries[key] = (session.version, session.to_api())
+        if current == "!" or (isinstance(current, tuple) and current[0] > session.version):
+            return True
+        if isinstance(current, tuple) and current[0] == session.version and current[1] >= as_of_ms:
+            return True
+        self.entries[key] = (session.version, as_of_ms, session.to_api())
+        return True
+
+    def publish(self, session: Session) -> None:
+        if not self.fill(session, clock.now_ms()):
+            self.epoch = clock.now_ms() + 1
 
     def tombstone(self, project_id: str, session_id: str) -> bool:
         if self.down:
+            self.epoch = clock.now_ms() + 1
             return False
         self.entries[(project_id, session_id)] = "!"
         return True
+
+    def remember_deleted(self, project_id: str, session_id: str) -> None:
+        if not self.down:
+            self.entries[(project_id, session_id)] = "!"
+
+
+class FakeEpochStore:
+    """The cache epoch's DynamoDB items in memory; `down` makes every call fail as DynamoDB would."""
+
+    def __init__(self, copies: int = 4) -> None:
+        self.values = [0] * copies
+        self.reads = 0
+        self.writes = 0
+        self.down = False
+
+    def read(self, copy: int) -> int:
+        if self.down:
+            raise DependencyUnavailable("down")
+        self.reads += 1
+        return self.values[copy]
+
+    def raise_to(self, epoch_ms: int) -> None:
+        if self.down:
+            raise DependencyUnavailable("down")
+        self.writes += 1
+        self.values = [max(value, epoch_ms) for value in self.values]
 
 
 class FakeKeyStore:

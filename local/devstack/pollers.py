@@ -6,6 +6,12 @@ listed in `batchItemFailures`. If the invocation fails as a whole, it deletes no
 delete become visible again after the queue's visibility timeout, and the queue's RedrivePolicy moves
 them to the dead-letter queue after maxReceiveCount receives (moto implements both).
 
+`DynamoDbStreamEventSourceMapping` behaves like Lambda's DynamoDB Streams event source mapping: it reads
+each shard of a table's stream in order, invokes the function with batches of records, and moves on only
+when a batch succeeded. With ReportBatchItemFailures it retries from the first failed record; a failed
+invocation is retried whole (split in halves with BisectBatchOnFunctionError), after a short back-off,
+until MaximumRetryAttempts or MaximumRecordAgeInSeconds gives up on the records (logged, then skipped).
+
 `ScheduleRunner` invokes a function with an EventBridge "Scheduled Event" at the template's rate, or at a
 shorter local period when one is given.
 """
@@ -19,9 +25,11 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from devstack.functions import FunctionRuntime
 
@@ -137,6 +145,155 @@ class SqsEventSourceMapping:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=self._wait + 5)
+
+
+@dataclass
+class StreamPollResult:
+    delivered: int = 0  # records the function took
+    retried: int = 0  # invocations that had to be repeated (failed records or errors)
+    discarded: int = 0  # records given up on (retry attempts or record age exhausted)
+
+
+class DynamoDbStreamEventSourceMapping:
+    def __init__(
+        self,
+        runtime: FunctionRuntime,
+        function_id: str,
+        *,
+        stream_arn: str,
+        region: str,
+        endpoint_url: str,
+        batch_size: int = 100,
+        starting_position: str = "LATEST",
+        report_batch_item_failures: bool = True,
+        bisect_on_error: bool = False,
+        maximum_retry_attempts: int = -1,
+        maximum_record_age_seconds: int = -1,
+        poll_interval: float = 0.1,
+        max_backoff: float = 1.0,
+    ) -> None:
+        self.name = f"stream:{function_id}"
+        self._runtime = runtime
+        self._function_id = function_id
+        self._stream_arn = stream_arn
+        self._region = region
+        self._batch_size = max(1, min(batch_size, 1000))
+        self._starting_position = starting_position
+        self._partial = report_batch_item_failures
+        self._bisect = bisect_on_error
+        self._max_retries = maximum_retry_attempts
+        self._max_age = maximum_record_age_seconds
+        self._poll_interval = poll_interval
+        self._max_backoff = max_backoff
+        self._streams = boto3.client(
+            "dynamodbstreams",
+            region_name=region,
+            endpoint_url=endpoint_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106
+            # botocore would put the account id into the host of ARN-taking calls, which moto does not route.
+            config=Config(account_id_endpoint_mode="disabled"),
+        )
+        self._iterators: dict[str, str] = {}  # shard id → the iterator to read next
+        self._pending: dict[str, list[dict[str, Any]]] = {}  # shard id → records read but not yet taken
+        self._attempts: dict[str, int] = {}
+        self._retry_at: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _open_shards(self) -> None:
+        description = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]
+        for shard in description.get("Shards", []):
+            shard_id = shard["ShardId"]
+            if shard_id not in self._iterators:
+                self._iterators[shard_id] = self._streams.get_shard_iterator(
+                    StreamArn=self._stream_arn, ShardId=shard_id, ShardIteratorType=self._starting_position
+                )["ShardIterator"]
+
+    def poll_once(self) -> StreamPollResult:
+        """One pass over the shards: a shard holding failed records retries them (once its back-off has
+        passed) before anything newer; otherwise its next batch is read and delivered."""
+        if not self._iterators:
+            self._open_shards()
+        result = StreamPollResult()
+        for shard_id, iterator in list(self._iterators.items()):
+            records = self._pending.get(shard_id)
+            if records:
+                if time.monotonic() < self._retry_at.get(shard_id, 0.0):
+                    continue
+            else:
+                response = self._streams.get_records(ShardIterator=iterator, Limit=self._batch_size)
+                self._iterators[shard_id] = response["NextShardIterator"]
+                records = [self._lambda_record(record) for record in response.get("Records", [])]
+                if not records:
+                    continue
+                self._attempts[shard_id] = 0
+            remaining = self._deliver(records, result)
+            if not remaining:
+                self._pending.pop(shard_id, None)
+                continue
+            attempts = self._attempts[shard_id] = self._attempts.get(shard_id, 0) + 1
+            result.retried += 1
+            if self._exhausted(remaining, attempts):
+                log.error("%s: giving up on %d record(s) after %d tries", self.name, len(remaining), attempts)
+                result.discarded += len(remaining)
+                self._pending.pop(shard_id, None)
+                continue
+            self._pending[shard_id] = remaining  # the shard waits: records are delivered in order
+            backoff = min(self._poll_interval * 2 ** (attempts - 1), self._max_backoff)
+            self._retry_at[shard_id] = time.monotonic() + backoff
+        return result
+
+    def _lambda_record(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A stream record as Lambda hands it over: JSON-safe, with the stream's ARN."""
+        stream = dict(record["dynamodb"])
+        created = stream.get("ApproximateCreationDateTime")
+        if isinstance(created, datetime):  # Lambda sends epoch seconds, rounded down to the second
+            stream["ApproximateCreationDateTime"] = float(int(created.timestamp()))
+        return {**record, "dynamodb": stream, "eventSourceARN": self._stream_arn}
+
+    def _deliver(self, records: list[dict[str, Any]], result: StreamPollResult) -> list[dict[str, Any]]:
+        """One attempt (a failed batch is split in halves with bisect); returns the records not taken."""
+        invocation = self._runtime.execute(self._function_id, {"Records": records})
+        if invocation.ok:
+            failures = (invocation.result or {}).get("batchItemFailures", []) if self._partial else []
+            failed = {str(failure.get("itemIdentifier")) for failure in failures}
+            first = next(
+                (i for i, r in enumerate(records) if r["dynamodb"]["SequenceNumber"] in failed), len(records)
+            )
+            result.delivered += first
+            return records[first:]  # Lambda retries from the first failed record
+        log.warning("%s: invocation failed: %s", self.name, (invocation.error or {}).get("errorMessage"))
+        if self._bisect and len(records) > 1:
+            middle = len(records) // 2
+            remaining = self._deliver(records[:middle], result)
+            return remaining + records[middle:] if remaining else self._deliver(records[middle:], result)
+        return records
+
+    def _exhausted(self, records: list[dict[str, Any]], attempts: int) -> bool:
+        if 0 <= self._max_retries < attempts:
+            return True
+        created = records[0]["dynamodb"].get("ApproximateCreationDateTime")
+        return self._max_age >= 0 and isinstance(created, float) and time.time() - created > self._max_age
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                delivered = self.poll_once().delivered
+            except Exception:  # a dev-stack poller keeps polling, as the managed one does
+                log.exception("%s: poll failed", self.name)
+                delivered = 0
+            if not delivered:
+                self._stop.wait(self._poll_interval)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
 
 
 _RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")

@@ -21,7 +21,12 @@ from devstack.functions import (
     template_variables,
 )
 from devstack.gateway import Gateway
-from devstack.pollers import ScheduleRunner, SqsEventSourceMapping, rate_seconds
+from devstack.pollers import (
+    DynamoDbStreamEventSourceMapping,
+    ScheduleRunner,
+    SqsEventSourceMapping,
+    rate_seconds,
+)
 from devstack.provision import provision
 from devstack.services import LOOPBACK, MotoServer, RedisServer
 from devstack.template import QUEUE, SECRET, TABLE_TYPES, LocalResources, Template
@@ -53,8 +58,9 @@ def make_pollers(
     schedule_period_seconds: float | None = None,
 ) -> list[Poller]:
     """Event sources other than HTTP, as the template declares them: one SQS event source mapping per SQS
-    event (batch size and ReportBatchItemFailures from the template) and one runner per schedule (at the
-    template's rate, or every `schedule_period_seconds` locally so that the sweeper is seen working)."""
+    event (batch size and ReportBatchItemFailures from the template), one DynamoDB Streams event source
+    mapping per stream event, and one runner per schedule (at the template's rate, or every
+    `schedule_period_seconds` locally so that the sweeper is seen working)."""
     pollers: list[Poller] = []
     for function in template.functions.values():
         for source in function.sqs:
@@ -70,6 +76,24 @@ def make_pollers(
                     endpoint_url=endpoint_url,
                     batch_size=source.batch_size,
                     report_batch_item_failures="ReportBatchItemFailures" in source.function_response_types,
+                )
+            )
+        for stream in function.streams:
+            if not stream.enabled or stream.table_id is None:
+                continue
+            pollers.append(
+                DynamoDbStreamEventSourceMapping(
+                    runtime,
+                    function.logical_id,
+                    stream_arn=resources.attribute(stream.table_id, "StreamArn"),
+                    region=region,
+                    endpoint_url=endpoint_url,
+                    batch_size=stream.batch_size,
+                    starting_position=stream.starting_position,
+                    report_batch_item_failures="ReportBatchItemFailures" in stream.function_response_types,
+                    bisect_on_error=stream.bisect_on_error,
+                    maximum_retry_attempts=stream.maximum_retry_attempts,
+                    maximum_record_age_seconds=stream.maximum_record_age_seconds,
                 )
             )
         for schedule in function.schedules:

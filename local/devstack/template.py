@@ -112,6 +112,26 @@ class SqsSource:
 
 
 @dataclass(frozen=True)
+class StreamSource:
+    """A `Type: DynamoDB` event: the table's stream → the function, as Lambda's event source mapping."""
+
+    function: str
+    event: str
+    stream: Any  # usually {"Fn::GetAtt": [TableLogicalId, "StreamArn"]}
+    starting_position: str
+    batch_size: int
+    function_response_types: tuple[str, ...]
+    bisect_on_error: bool
+    maximum_retry_attempts: int  # -1: until the record is too old
+    maximum_record_age_seconds: int  # -1: no limit
+    enabled: bool
+
+    @property
+    def table_id(self) -> str | None:
+        return referenced_resource(self.stream)
+
+
+@dataclass(frozen=True)
 class ScheduleSource:
     function: str
     event: str
@@ -133,6 +153,7 @@ class Function:
     routes: tuple[HttpRoute, ...] = ()
     sqs: tuple[SqsSource, ...] = ()
     schedules: tuple[ScheduleSource, ...] = ()
+    streams: tuple[StreamSource, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -264,6 +285,7 @@ class Template:
         routes: list[HttpRoute] = []
         sqs: list[SqsSource] = []
         schedules: list[ScheduleSource] = []
+        streams: list[StreamSource] = []
         for event_name, event in (props.get("Events") or {}).items():
             kind, spec = event.get("Type"), event.get("Properties") or {}
             if kind == "HttpApi":
@@ -289,6 +311,21 @@ class Template:
                         enabled=bool(spec.get("Enabled", True)),
                     )
                 )
+            elif kind == "DynamoDB":
+                streams.append(
+                    StreamSource(
+                        function=logical_id,
+                        event=event_name,
+                        stream=spec.get("Stream"),
+                        starting_position=str(spec.get("StartingPosition", "LATEST")),
+                        batch_size=int(spec.get("BatchSize", 100)),
+                        function_response_types=tuple(spec.get("FunctionResponseTypes") or ()),
+                        bisect_on_error=bool(spec.get("BisectBatchOnFunctionError", False)),
+                        maximum_retry_attempts=int(spec.get("MaximumRetryAttempts", -1)),
+                        maximum_record_age_seconds=int(spec.get("MaximumRecordAgeInSeconds", -1)),
+                        enabled=bool(spec.get("Enabled", True)),
+                    )
+                )
             elif kind in ("Schedule", "ScheduleV2"):
                 schedules.append(
                     ScheduleSource(
@@ -311,6 +348,7 @@ class Template:
             routes=tuple(routes),
             sqs=tuple(sqs),
             schedules=tuple(schedules),
+            streams=tuple(streams),
         )
 
     @property

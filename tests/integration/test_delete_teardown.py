@@ -13,7 +13,9 @@ from e2b import Sandbox
 
 from devstack.services import free_port
 from plugins.api import Api, Project
+from plugins.streams import StreamPipeline
 from plugins.teardown import TeardownPipeline
+from session_service import clock
 from session_service.adapters.redis_cache import TOMBSTONE, cache_key
 
 
@@ -117,9 +119,10 @@ def test_a_stale_fill_after_delete_cannot_resurrect_the_session(
     session = api.create(project)
     settings = Settings.from_env(invoker.env_for("GetSessionFunction"))
     services = container_for(settings)
+    as_of = clock.now_ms()
     before = services.store.get(project.project_id, session["id"])  # the slow reader's read
     assert api.call("DELETE", f"/v1/sessions/{session['id']}", key=project.api_key).status == 200
-    services.cache.fill(before)  # ...and its late fill
+    services.cache.fill(before, as_of)  # ...and its late fill
     assert api.call("GET", f"/v1/sessions/{session['id']}", key=project.api_key).status == 404
 
 
@@ -234,8 +237,14 @@ def test_rate_limited_kills_back_off_and_complete(
     assert [status for _, path, status in e2b_env.request_log if path == f"/sandboxes/{box}"][-1] == 204
 
 
-def test_redis_down_delete_succeeds_reads_404_and_teardown_finishes_when_back(
-    api: Api, project: Project, teardown: TeardownPipeline, redis_down: Any, redis_server: Any, e2b_env: Any
+def test_redis_down_delete_succeeds_reads_404_and_the_tombstone_lands_when_back(
+    api: Api,
+    project: Project,
+    teardown: TeardownPipeline,
+    cache_invalidator: StreamPipeline,
+    redis_down: Any,
+    redis_server: Any,
+    e2b_env: Any,
 ) -> None:
     session = api.create(project)
     path = f"/v1/sessions/{session['id']}"
@@ -243,11 +252,12 @@ def test_redis_down_delete_succeeds_reads_404_and_teardown_finishes_when_back(
         assert api.call("GET", path, key=project.api_key).status == 200  # served by DynamoDB
         assert api.call("DELETE", path, key=project.api_key).status == 200
         assert api.call("GET", path, key=project.api_key).status == 404
-        assert teardown.poll().failed_ids  # cannot write the cache tombstone yet
-    teardown.expire_visibility()
-    assert [r.failed_ids for r in teardown.drain()] == [[]]
+        assert [r.failed_ids for r in teardown.drain()] == [[]]  # teardown does not need Redis
+        assert cache_invalidator.drain().retried  # the invalidation waits for Redis...
+    assert cache_invalidator.drain().delivered  # ...and lands once it answers
     client = redis.Redis(host=redis_server.host, port=redis_server.port, decode_responses=True)
     assert client.get(cache_key(project.project_id, session["id"])) == TOMBSTONE
+    assert teardown_state(api, project, session["id"]) == "done"
 
 
 def test_dynamodb_down_is_503_and_nothing_changes(

@@ -29,6 +29,7 @@ from devstack.functions import InProcessInvoker, LocalEndpoints, local_overrides
 from devstack.provision import provision
 from devstack.services import MotoServer, RedisServer
 from devstack.template import LocalResources, Template
+from session_service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
@@ -66,6 +67,8 @@ def redis_down(
             yield redis_server
         finally:
             redis_server.restart()
+            # As in the cloud, functions that saw the outage try Redis again once their breaker has passed.
+            time.sleep(Settings().redis_breaker_seconds)
 
     yield down
     if not redis_server.running:

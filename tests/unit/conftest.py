@@ -1,10 +1,12 @@
 """Unit tests run with sockets turned off: anything that tries the network fails loudly."""
 
 import socket
+from collections.abc import Iterator
 
 import pytest
 
 from fakes import FakeCache, FakeQueue, FakeSandboxes, FakeSessionStore
+from session_service.observability import metrics
 from session_service.service import SessionService
 
 
@@ -15,6 +17,13 @@ def _no_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_metrics() -> Iterator[None]:
+    """Metrics counted outside a handler would be flushed by the next handler another test runs."""
+    yield
+    metrics.clear_metrics()
 
 
 @pytest.fixture

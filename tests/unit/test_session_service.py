@@ -3,6 +3,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from fakes import P1, P2, FakeCache, FakeSessionStore
+from session_service import clock
 from session_service.errors import NotFound, ValidationFailed, VersionConflict
 from session_service.models import CreateSessionRequest, ListSessionsParams, UpdateSessionRequest
 from session_service.service import SessionService
@@ -58,7 +59,7 @@ def test_get_reads_through_the_cache(
 ) -> None:
     body = create(service)
     assert service.get(P1, body["id"]) == body
-    assert cache.entries[(P1, body["id"])] == (1, body)
+    assert cache.body(P1, body["id"]) == (1, body)
     store.sessions.clear()  # a second read is served by the cache alone
     assert service.get(P1, body["id"]) == body
 
@@ -123,7 +124,7 @@ def test_a_stale_fill_cannot_overwrite_a_newer_version(service: SessionService, 
     body = create(service)
     v1 = service._load_live(P1, body["id"])  # what a slow reader read before the PATCH
     service.update(P1, body["id"], UpdateSessionRequest(metadata={"new": True}))
-    cache.fill(v1)  # the slow reader's fill arrives late
+    cache.fill(v1, as_of_ms=clock.now_ms())  # the slow reader's fill arrives late
     assert service.get(P1, body["id"])["version"] == 2
 
 
@@ -145,3 +146,17 @@ def test_list_pages_newest_first(service: SessionService) -> None:
     ids = [create(service)["id"] for _ in range(5)]
     first = service.list(P1, ListSessionsParams(limit=2))
     assert [s.session_id for s in first.items] == ids[::-1][:2]
+
+
+def test_a_patch_whose_cache_write_fails_is_never_read_back_old(
+    service: SessionService, store: FakeSessionStore, cache: FakeCache
+) -> None:
+    """The lost invalidation: the cache still holds v1 and comes back after the PATCH; v1 is not served."""
+    body = create(service)
+    service.get(P1, body["id"])  # v1 cached
+    cache.down = True
+    service.update(P1, body["id"], UpdateSessionRequest(metadata={"new": True}))
+    cache.down = False  # the old entry is still there...
+    assert cache.body(P1, body["id"])[0] == 1  # type: ignore[index]
+    assert service.get(P1, body["id"])["version"] == 2  # ...and not served
+    assert cache.body(P1, body["id"])[0] == 2  # type: ignore[index]  # the read refilled the new version

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
 _FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
@@ -17,6 +18,11 @@ def iso(moment: datetime) -> str:
 
 def utc_now_iso() -> str:
     return iso(now())
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds (cache fills and the cache epoch compare these across processes)."""
+    return int(time.time() * 1000)
 
 
 def parse_iso(value: str) -> datetime:

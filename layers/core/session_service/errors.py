@@ -74,3 +74,7 @@ class TagTaken(Exception):
 
 class WriteConflict(Exception):
     """Adapter outcome: a conditional write lost (version moved on, or the session is gone)."""
+
+
+class CacheUnavailable(Exception):
+    """Adapter outcome: Redis did not take a write that must land (the stream invalidator retries it)."""

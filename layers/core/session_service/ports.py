@@ -89,15 +89,29 @@ class SandboxProvider(Protocol):
 
 
 class ResponseCache(Protocol):
-    """Read-through cache of session reads. Never raises: a cache failure is a miss (logged, counted)."""
+    """Read-through cache of session reads. Never raises: a cache failure is a miss (logged, counted).
+
+    It serves only what it can vouch for: a body filled before the latest failed invalidation is a miss
+    (see session_service.cache_epoch). Writers use `publish`/`tombstone`, which either reach Redis or make
+    the older cached state untrusted before they return.
+    """
 
     def get(self, project_id: str, session_id: str) -> CacheLookup: ...
 
-    def fill(self, session: Session) -> None:
-        """Store `session` unless the cache holds a newer version or a tombstone."""
+    def fill(self, session: Session, as_of_ms: int) -> None:
+        """A reader's fill, best effort: `session` as read from the database at or after `as_of_ms`.
+        Refused when the cache holds a tombstone or a newer version."""
+
+    def publish(self, session: Session) -> None:
+        """A writer's fill after its commit: the new version replaces any older one, or, if Redis fails,
+        every older cached body becomes untrusted."""
 
     def tombstone(self, project_id: str, session_id: str) -> bool:
-        """Make the key unservable (a marker that no fill can overwrite). True when it was written."""
+        """A writer's delete: make the key unservable (a marker no fill can overwrite). If Redis fails, every
+        older cached body becomes untrusted instead; False then (logged, counted)."""
+
+    def remember_deleted(self, project_id: str, session_id: str) -> None:
+        """A reader found the session deleted in the database: cache that, best effort."""
 
 
 class CacheLookup:
@@ -111,6 +125,26 @@ class CacheLookup:
 
 
 CACHE_MISS = CacheLookup()
+
+
+class CacheEpochStore(Protocol):
+    """Where the cache epoch lives (DynamoDB): `copies` items, each its own partition."""
+
+    def read(self, copy: int) -> int:
+        """The epoch in milliseconds (0 if never raised). Raises DependencyUnavailable."""
+
+    def raise_to(self, epoch_ms: int) -> None:
+        """Raise every copy to at least `epoch_ms` (never lowers one). Raises DependencyUnavailable."""
+
+
+class CacheInvalidator(Protocol):
+    """The stream-driven side: writes that must reach Redis. Raises CacheUnavailable so the change is
+    retried until Redis takes it."""
+
+    def tombstone(self, project_id: str, session_id: str) -> None: ...
+
+    def floor(self, project_id: str, session_id: str, version: int) -> None:
+        """No version older than `version` may be served or filled from now on."""
 
 
 class KeyStore(Protocol):

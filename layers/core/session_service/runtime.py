@@ -14,6 +14,7 @@ from session_service.settings import Settings
 if TYPE_CHECKING:
     from session_service.adapters.dynamodb import DynamoSessionStore, Tables
     from session_service.auth import Admin, Authenticator
+    from session_service.cache_sync import CacheSync
     from session_service.ports import ResponseCache, SandboxProvider, TeardownQueue
     from session_service.service import SessionService
     from session_service.teardown import Sweeper, Teardown
@@ -36,9 +37,25 @@ class Container:
             from session_service.adapters.redis_cache import NoCache
 
             return NoCache()
+        from session_service.adapters.dynamodb import DynamoCacheEpochStore
         from session_service.adapters.redis_cache import RedisResponseCache
+        from session_service.cache_epoch import CacheEpoch
 
-        return RedisResponseCache(self.settings)
+        settings = self.settings
+        epoch = CacheEpoch(
+            DynamoCacheEpochStore(self.tables, settings.cache_epoch_copies),
+            copies=settings.cache_epoch_copies,
+            refresh_seconds=settings.cache_epoch_refresh_seconds,
+            margin_ms=settings.cache_epoch_margin_ms,
+        )
+        return RedisResponseCache(settings, epoch)
+
+    @cached_property
+    def cache_sync(self) -> CacheSync:
+        from session_service.adapters.redis_cache import RedisCacheInvalidator
+        from session_service.cache_sync import CacheSync
+
+        return CacheSync(RedisCacheInvalidator(self.settings))
 
     @cached_property
     def store(self) -> DynamoSessionStore:
@@ -85,7 +102,6 @@ class Container:
         return Teardown(
             self.store,
             self.sandboxes,
-            self.cache,
             self.queue,
             max_sandboxes_per_run=self.settings.teardown_max_sandboxes_per_run,
             kill_concurrency=self.settings.teardown_kill_concurrency,
@@ -155,3 +171,7 @@ def sweeper() -> Sweeper:
 
 def workbench() -> Workbench:
     return container().workbench
+
+
+def cache_sync() -> CacheSync:
+    return container().cache_sync

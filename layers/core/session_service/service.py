@@ -91,8 +91,9 @@ class SessionService:
             raise NotFound("session not found")
         if cached.body is not None:
             return cached.body
+        as_of = clock.now_ms()  # before the read: the fill is only as fresh as the moment the read began
         session = self._load_live(project_id, session_id)
-        self._cache.fill(session)
+        self._cache.fill(session, as_of)
         return session.to_api()
 
     def list(self, project_id: str, params: ListSessionsParams) -> Page:
@@ -117,10 +118,12 @@ class SessionService:
         return self._store.list(project_id, query)
 
     def delete(self, project_id: str, session_id: str) -> Tombstone:
-        """Tombstone the session: one conditional write, then best-effort cache tombstone and enqueue.
+        """Tombstone the session: one conditional write, then the cache tombstone and the enqueue.
 
-        Only the write can fail the request (503). A cache or queue failure is logged and counted; the
-        sweeper finds the pending tombstone and teardown rewrites the cache tombstone.
+        Only the write can fail the request (503). If Redis does not take the cache tombstone, the cache
+        epoch makes every older cached copy untrusted before this returns, and the stream-driven
+        invalidator writes the tombstone once Redis answers. A failed enqueue is logged and counted; the
+        sweeper finds the pending tombstone.
         """
         if not ids.is_session_id(session_id):
             raise NotFound("session not found")
@@ -139,9 +142,8 @@ class SessionService:
     def update(self, project_id: str, session_id: str, request: UpdateSessionRequest) -> Session:
         """Apply a PATCH. Given fields replace the stored ones wholesale; the version goes up by one.
 
-        When it returns, the cache holds the new version: a fill by a reader that read the old version is
-        refused by the cache's version guard. (If Redis fails exactly for this fill, an older cached
-        version can be served until its TTL, CACHE_TTL_SECONDS; see docs/architecture.md.)
+        When it returns, the cache holds the new version (a fill by a reader that read the old version is
+        refused by the cache's version guard), or, if Redis failed, no older cached version is trusted.
         """
         if not ids.is_session_id(session_id):
             raise NotFound("session not found")
@@ -164,7 +166,7 @@ class SessionService:
                 )
             except WriteConflict:
                 continue  # re-read: deleted → 404, version moved → 409 or another optimistic round
-            self._cache.fill(updated)
+            self._cache.publish(updated)
             return updated
         raise Conflict("the session kept changing during the update; retry the request")
 
@@ -173,6 +175,6 @@ class SessionService:
         if session is None:
             raise NotFound("session not found")
         if session.is_deleted:
-            self._cache.tombstone(project_id, session_id)
+            self._cache.remember_deleted(project_id, session_id)
             raise NotFound("session not found")
         return session

@@ -30,6 +30,13 @@ class Settings(BaseModel):
     cache_ttl_seconds: int = 30
     # A cache tombstone must outlive any read that could still be in flight when the DELETE returned.
     cache_tombstone_ttl_seconds: int = 86_400
+    # After a Redis failure, skip Redis for this long (reads go to DynamoDB; writers raise the epoch).
+    redis_breaker_seconds: float = 1.0
+    # The cache epoch (session_service.cache_epoch): copies in the projects table, how often a process
+    # re-reads it, and how far past a failed write's commit it is set (covers clock skew).
+    cache_epoch_copies: int = 4
+    cache_epoch_refresh_seconds: float = 1.0
+    cache_epoch_margin_ms: int = 2000
 
     # Time budget: (1 + retries) x (connect + read) must fit the function's timeout with room for the cache
     # and the queue. Worst case per call here: 2 x (1.0 + 1.5) = 5 s; the DELETE (10 s) adds ≤ 3 s of SQS.

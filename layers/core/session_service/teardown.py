@@ -17,7 +17,7 @@ from session_service import clock
 from session_service.errors import SandboxRateLimited, SandboxUnavailable, TeardownIncomplete
 from session_service.models import TeardownMessage, TeardownReport, Tombstone
 from session_service.observability import annotate, count, logger
-from session_service.ports import ResponseCache, SandboxProvider, SessionStore, TeardownQueue
+from session_service.ports import SandboxProvider, SessionStore, TeardownQueue
 
 _KILL_ATTEMPTS = 5
 
@@ -27,7 +27,6 @@ class Teardown:
         self,
         store: SessionStore,
         sandboxes: SandboxProvider,
-        cache: ResponseCache,
         queue: TeardownQueue,
         *,
         max_sandboxes_per_run: int = 100,
@@ -37,7 +36,6 @@ class Teardown:
     ) -> None:
         self._store = store
         self._sandboxes = sandboxes
-        self._cache = cache
         self._queue = queue
         self._max_per_run = max_sandboxes_per_run
         self._concurrency = kill_concurrency
@@ -76,9 +74,6 @@ class Teardown:
             if killed:
                 self._store.record_teardown(project_id, session_id, killed=killed, done_at=None)
             return TeardownReport("done" if killed else "skipped", killed)
-        if not self._cache.tombstone(project_id, session_id):
-            self._store.record_teardown(project_id, session_id, killed=killed, done_at=None)
-            raise TeardownIncomplete(f"could not write the cache tombstone of {session_id}")
         self._store.record_teardown(project_id, session_id, killed=killed, done_at=self._now())
         count("TeardownsCompleted")
         logger.info("teardown done", extra={"session_id": session_id, "sandboxes_killed": killed})

@@ -120,6 +120,7 @@ class Tables:
             name = UnicodeAttribute(null=True)
             created_at = UnicodeAttribute(null=True)
             session_id = UnicodeAttribute(null=True)
+            epoch_ms = NumberAttribute(null=True)  # the cache epoch copies (project_id "_cache_epoch#<n>")
 
         class AuditItem(Model):
             Meta = type("Meta", (), {"table_name": settings.audit_table, **meta})  # type: ignore[assignment]
@@ -494,6 +495,40 @@ class DynamoProjectStore:
             except DoesNotExist:
                 return None
         return Project(project_id=item.project_id, name=item.name or "", created_at=item.created_at or "")
+
+
+def _epoch_partition(copy: int) -> str:
+    # Not a project id (those start with "prj_"): each copy is its own partition, so readers spread out.
+    return f"_cache_epoch#{copy}"
+
+
+class DynamoCacheEpochStore:
+    """The cache epoch (session_service.cache_epoch) in the projects table, in `copies` partitions."""
+
+    def __init__(self, tables: Tables, copies: int) -> None:
+        self._t = tables
+        self._copies = copies
+
+    def read(self, copy: int) -> int:
+        with _dynamodb_errors("read_cache_epoch"):
+            try:
+                item = self._t.ProjectItem.get(_epoch_partition(copy), "epoch", consistent_read=True)
+            except DoesNotExist:
+                return 0
+        return int(item.epoch_ms or 0)
+
+    def raise_to(self, epoch_ms: int) -> None:
+        P = self._t.ProjectItem
+        with _dynamodb_errors("raise_cache_epoch"):
+            for copy in range(self._copies):
+                try:
+                    P(project_id=_epoch_partition(copy), sk="epoch").update(
+                        actions=[P.epoch_ms.set(epoch_ms)],
+                        condition=P.epoch_ms.does_not_exist() | (P.epoch_ms < epoch_ms),
+                    )
+                except PynamoDBException as error:
+                    if not _condition_failed(error):  # failed condition: already at least as high
+                        raise
 
 
 class DynamoKeyStore:
