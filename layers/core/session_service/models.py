@@ -148,10 +148,17 @@ class ExecuteRequest(BaseModel):
 
 @dataclass(frozen=True)
 class CommandResult:
+    """What a command printed (each stream capped while it streamed: session_service.output) and how it
+    ended. The byte counts are of everything it printed, kept or not."""
+
     stdout: str
     stderr: str
     exit_code: int | None  # None when the command was stopped at its timeout
     timed_out: bool = False
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    stdout_bytes: int | None = None  # None: the same as the kept text's UTF-8 length
+    stderr_bytes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -161,14 +168,23 @@ class ExecutionResult:
     duration_ms: int
 
     def to_api(self) -> dict[str, Any]:
+        result = self.result
         return {
-            "stdout": self.result.stdout,
-            "stderr": self.result.stderr,
-            "exit_code": self.result.exit_code,
-            "timed_out": self.result.timed_out,
+            "stdout": result.stdout,
+            "stderr": result.stderr,
+            "exit_code": result.exit_code,
+            "timed_out": result.timed_out,
+            "stdout_truncated": result.stdout_truncated,
+            "stderr_truncated": result.stderr_truncated,
+            "stdout_bytes": _byte_count(result.stdout, result.stdout_bytes),
+            "stderr_bytes": _byte_count(result.stderr, result.stderr_bytes),
             "sandbox_id": self.sandbox_id,
             "duration_ms": self.duration_ms,
         }
+
+
+def _byte_count(text: str, counted: int | None) -> int:
+    return len(text.encode()) if counted is None else counted
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from session_service.output import DEFAULT_OUTPUT_CAP, MAX_OUTPUT_CAP
 
 
 class Settings(BaseModel):
@@ -57,6 +60,8 @@ class Settings(BaseModel):
     e2b_api_url: str | None = None
     e2b_sandbox_url: str | None = None
     e2b_request_timeout_seconds: float = 10.0
+    # Each of stdout/stderr keeps at most this much (JSON-escaped text; session_service.output).
+    command_output_cap_bytes: Annotated[int, Field(ge=1024, le=MAX_OUTPUT_CAP)] = DEFAULT_OUTPUT_CAP
     sandbox_template: str = "base"
     sandbox_timeout_seconds: int = 300
 

@@ -21,6 +21,7 @@ from e2b.exceptions import (
 from session_service.errors import SandboxGone, SandboxRateLimited, SandboxUnavailable, ValidationFailed
 from session_service.models import CommandResult, SandboxListing, sandbox_metadata
 from session_service.observability import logger
+from session_service.output import BoundedOutput
 from session_service.settings import Settings
 
 PAGE_SIZE = 100  # E2B's maximum page size
@@ -36,6 +37,7 @@ class E2BSandboxProvider:
             self._opts["api_url"] = settings.e2b_api_url
         if settings.e2b_sandbox_url:
             self._opts["sandbox_url"] = settings.e2b_sandbox_url
+        self._output_cap = settings.command_output_cap_bytes
 
     def list_session_sandboxes(self, project_id: str, session_id: str, max_items: int) -> SandboxListing:
         query = SandboxQuery(
@@ -92,8 +94,20 @@ class E2BSandboxProvider:
         cwd: str | None,
         sandbox_timeout_s: int,
     ) -> CommandResult:
-        stdout: list[str] = []
-        stderr: list[str] = []
+        stdout, stderr = BoundedOutput(self._output_cap), BoundedOutput(self._output_cap)
+
+        def result(exit_code: int | None, timed_out: bool = False) -> CommandResult:
+            return CommandResult(
+                stdout=stdout.text,
+                stderr=stderr.text,
+                exit_code=exit_code,
+                timed_out=timed_out,
+                stdout_truncated=stdout.truncated,
+                stderr_truncated=stderr.truncated,
+                stdout_bytes=stdout.total_bytes,
+                stderr_bytes=stderr.total_bytes,
+            )
+
         try:
             # connect() resumes a paused sandbox and extends its timeout; only the workbench does this.
             sandbox = Sandbox.connect(sandbox_id, timeout=sandbox_timeout_s, **self._opts)
@@ -103,17 +117,19 @@ class E2BSandboxProvider:
             logger.warning("E2B connect failed", extra={"sandbox_id": sandbox_id, "error": repr(error)})
             raise SandboxUnavailable("the sandbox service is unavailable; nothing was run") from error
         try:
+            # retain_output=False: the SDK keeps nothing; the callbacks cap each stream as it arrives.
             done = sandbox.commands.run(
                 command,
                 envs=env or None,
                 cwd=cwd,
                 timeout=timeout_s,
-                on_stdout=stdout.append,
-                on_stderr=stderr.append,
+                on_stdout=stdout.feed,
+                on_stderr=stderr.feed,
+                retain_output=False,
             )
-            return CommandResult(stdout=done.stdout, stderr=done.stderr, exit_code=done.exit_code)
+            return result(done.exit_code)
         except CommandExitException as exited:
-            return CommandResult(stdout=exited.stdout, stderr=exited.stderr, exit_code=exited.exit_code)
+            return result(exited.exit_code)
         except (SandboxNotRunningException, NotFoundException) as error:
             # Killed or paused under us (e.g. teardown). SandboxNotRunningException subclasses
             # TimeoutException, so it must be caught before the command-timeout case.
@@ -125,9 +141,7 @@ class E2BSandboxProvider:
                 details=[{"loc": ["body"], "msg": str(error), "type": "sandbox_invalid_argument"}],
             ) from error
         except TimeoutException:
-            return CommandResult(
-                stdout="".join(stdout), stderr="".join(stderr), exit_code=None, timed_out=True
-            )
+            return result(None, timed_out=True)
         except Exception as error:
             logger.warning("E2B command failed", extra={"sandbox_id": sandbox_id, "error": repr(error)})
             raise SandboxUnavailable("the sandbox did not run the command") from error
