@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from session_service.adapters.dynamodb_streams import session_change
-from session_service.observability import logger, metrics
+from session_service.observability import logger, metrics, traced
 from session_service.runtime import cache_sync
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
@@ -23,6 +23,7 @@ def invalidate(record: DynamoDBRecord) -> None:
 
 
 @logger.inject_lambda_context
+@traced
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     return process_partial_response(

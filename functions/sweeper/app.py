@@ -2,12 +2,12 @@
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from session_service.observability import logger, metrics, tracer
+from session_service.observability import logger, metrics, traced
 from session_service.runtime import sweeper
 
 
 @logger.inject_lambda_context
-@tracer().capture_lambda_handler
+@traced
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     return {"reenqueued": sweeper().sweep()}

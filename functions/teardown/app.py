@@ -10,13 +10,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from session_service.models import TeardownMessage
-from session_service.observability import annotate, logger, metrics, tracer
+from session_service.observability import annotate, logger, metrics, traced
 from session_service.runtime import teardown_service
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-@tracer().capture_method
 def tear_down(record: SQSRecord) -> str:
     message = TeardownMessage.model_validate_json(record.body)
     annotate("session_id", message.session_id)
@@ -24,7 +23,7 @@ def tear_down(record: SQSRecord) -> str:
 
 
 @logger.inject_lambda_context
-@tracer().capture_lambda_handler
+@traced
 @metrics.log_metrics
 def handler(event: dict, context: LambdaContext) -> dict:
     return process_partial_response(

@@ -28,7 +28,7 @@ from session_service.errors import (
     VersionConflict,
 )
 from session_service.models import MAX_BODY_BYTES
-from session_service.observability import logger, metrics, tracer
+from session_service.observability import logger, metrics, traced
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -167,10 +167,11 @@ def validate(model: type[M], data: dict[str, Any], *, location: str) -> M:
 
 
 def entrypoint(app: APIGatewayHttpResolver) -> Callable[[dict, LambdaContext], dict]:
-    """The Lambda handler for a route function: logging context, tracing, metrics, then the resolver."""
+    """The Lambda handler for a route function: logging context, metrics, (optional) SDK tracing, then
+    the resolver."""
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
-    @tracer().capture_lambda_handler
+    @traced
     @metrics.log_metrics
     def handler(event: dict, context: LambdaContext) -> dict:
         return app.resolve(event, context)

@@ -105,7 +105,7 @@ class Tombstone:
 class TeardownMessage(BaseModel):
     """The body of a teardown queue message; anything else is a poison message."""
 
-    model_config = ConfigDict(extra="ignore", strict=True)
+    model_config = ConfigDict(extra="ignore", strict=True, defer_build=True)
 
     project_id: Annotated[StrictStr, Field(pattern=r"^prj_[0-9a-z]{26}$")]
     session_id: Annotated[StrictStr, Field(pattern=r"^ses_[0-9a-z]{26}$")]
@@ -136,7 +136,7 @@ EnvName = Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
 
 
 class ExecuteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     command: Annotated[StrictStr, Field(min_length=1, max_length=16_384)]
     timeout_s: Annotated[StrictInt, Field(ge=1, le=MAX_COMMAND_TIMEOUT_S)] = DEFAULT_COMMAND_TIMEOUT_S
@@ -226,7 +226,7 @@ class IssuedKey:
 
 
 class CreateSessionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     user_id: UserId
     tag: Tag | None = None
@@ -235,7 +235,7 @@ class CreateSessionRequest(BaseModel):
 
 
 class UpdateSessionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
     config: JsonObject | None = None
     metadata: JsonObject | None = None
@@ -251,7 +251,7 @@ class UpdateSessionRequest(BaseModel):
 class ListSessionsParams(BaseModel):
     """Query-string parameters arrive as strings; these are converted, but unknown ones are rejected."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     limit: Annotated[int, Field(ge=1, le=MAX_LIST_LIMIT)] = DEFAULT_LIST_LIMIT
     cursor: Annotated[str, Field(min_length=1, max_length=1024)] | None = None

@@ -3,14 +3,19 @@
 Names come from the POWERTOOLS_* environment the template sets; the defaults (the same values) keep metrics
 valid when this module is imported before a function's environment exists (tests, the local stack).
 
-The Tracer is created on first use: it imports the X-Ray SDK, about 210 ms of a cold start (measured with
-`python -X importtime`), which functions that do not trace (the authorizer) should not pay.
+Tracing: every function has Lambda active tracing (template `Tracing: Active`), which records each request's
+path through API Gateway and Lambda (initialization, invocation, overhead) with no SDK in the function. The
+X-Ray SDK (Powertools Tracer) adds subsegments for each AWS call and our annotations, but importing it costs
+about 185 ms of every cold start (`python -X importtime`: aws_xray_sdk.core, which also pulls in
+botocore.session), so it is off unless a stack turns it on (`TRACE_SDK=true`, the XRaySdkTracing
+parameter); then it is imported at initialization and wraps every handler.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from aws_lambda_powertools.logging import Logger
 from aws_lambda_powertools.metrics import Metrics, MetricUnit
@@ -33,6 +38,18 @@ def tracer() -> Tracer:
 
         _tracer = Tracer(service=SERVICE)
     return _tracer
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def sdk_tracing() -> bool:
+    return os.environ.get("TRACE_SDK", "").lower() == "true"
+
+
+def traced(handler: F) -> F:
+    """The handler wrapped by the X-Ray SDK's capture when SDK tracing is on; the handler itself otherwise."""
+    return cast(F, tracer().capture_lambda_handler(handler)) if sdk_tracing() else handler
 
 
 def annotate(key: str, value: str) -> None:

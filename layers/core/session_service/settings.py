@@ -16,7 +16,7 @@ from session_service.output import DEFAULT_OUTPUT_CAP, MAX_OUTPUT_CAP
 
 
 class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     region: str = "us-east-1"
     aws_endpoint_url: str | None = None
