@@ -1,6 +1,11 @@
-"""Real local services on free loopback ports: a moto server (DynamoDB, SQS, Secrets Manager over HTTP) and
-a real redis-server. Each is a child process that is stopped explicitly, at interpreter exit, and (on
-Linux) by the kernel if its parent dies, so a killed test run leaves no server holding a port.
+"""Real local services on free loopback ports: a moto server (DynamoDB, SQS, Secrets Manager over HTTP), a
+real redis-server and the local E2B API. Each is a child process in a session of its own that is stopped
+explicitly, at interpreter exit, and (on Linux) by the kernel if its parent dies, so a killed test run leaves
+no server holding a port.
+
+Stopping is bounded in every state: SIGCONT first (a fault test may have SIGSTOPped it), SIGTERM, SIGKILL to
+its process group after a short grace, and a service that is already dead is fine. `stop_all` does that for
+several services at once; `kill_sessions` is the last resort for whatever a service left in its session.
 
 moto runs as a subprocess rather than a `ThreadedMotoServer`: measured here with 50 client threads, the
 subprocess answered 1000 GetItems in 1.9 s against 2.5 s in-process (it does not share the test process's
@@ -13,6 +18,7 @@ import atexit
 import contextlib
 import ctypes
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -24,12 +30,16 @@ import time
 import urllib.error
 import urllib.request
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Self
 
 LOOPBACK = "127.0.0.1"
 START_ATTEMPTS = 3  # a port picked by free_port() can be taken by someone else before the child binds it
+STOP_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
+KILL_WAIT = 1.0  # seconds to wait for the exit after SIGKILL (the kernel is quick; a D-state process is not)
+HAVE_PROCFS = sys.platform.startswith("linux") and os.path.isdir("/proc/self")
 
 
 class ServiceError(RuntimeError):
@@ -67,10 +77,74 @@ _live: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
 
 
 @atexit.register
-def _stop_all() -> None:
-    for service in list(_live):
-        with contextlib.suppress(Exception):
-            service.stop()
+def _stop_live() -> None:
+    stop_all(list(_live))
+
+
+def stop_all(services: Iterable[ManagedProcess], grace: float = STOP_GRACE) -> None:
+    """Stop several services at once: all get SIGCONT and SIGTERM together, and each is SIGKILLed if it is
+    still alive when the shared grace ends. Bounded by `grace` + KILL_WAIT; never raises."""
+    services = list(services)
+    for service in services:
+        service.terminate()
+    deadline = time.monotonic() + grace
+    for service in services:
+        service.wait_stopped(max(0.0, deadline - time.monotonic()))
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    state: str  # R, S, D, T (stopped), Z (zombie), ...
+    pgid: int
+    sid: int
+
+
+def live_processes() -> list[ProcessInfo]:
+    """Every process of this machine that has not exited (zombies left out), from /proc; [] without /proc."""
+    if not HAVE_PROCFS:
+        return []
+    found = []
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as stat:
+                    fields = stat.read().rsplit(b")", 1)[1].split()
+            except (OSError, IndexError):
+                continue  # gone meanwhile
+            state = fields[0].decode()
+            if state not in ("Z", "X"):
+                found.append(ProcessInfo(int(entry.name), state, int(fields[2]), int(fields[3])))
+    return found
+
+
+def kill_sessions(sessions: Collection[int]) -> list[int]:
+    """SIGKILL every live process whose session is one of `sessions` (never this process); the pids hit.
+
+    The last resort after stopping: each service runs in a session of its own, and whatever it started
+    (the local E2B API's sandbox commands, their children) stays in that session unless it called setsid
+    itself. Linux only (/proc); elsewhere a no-op.
+    """
+    if not sessions:
+        return []
+    killed = []
+    for info in live_processes():
+        if info.sid in sessions and info.pid != os.getpid():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(info.pid, signal.SIGKILL)
+                killed.append(info.pid)
+    return killed
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    """Signal the process group `pid` leads (each service leads one: its own session), else just `pid`."""
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
 
 
 class ManagedProcess:
@@ -123,16 +197,44 @@ class ManagedProcess:
                 raise ServiceError(f"{self.name} did not start on {self.host}:{self.port}:\n{log_tail}")
         raise AssertionError("unreachable")
 
-    def stop(self) -> None:
-        """Terminate (then kill) the process and wait for it, so its port is free when this returns."""
-        process, self._process = self._process, None
+    @property
+    def session_id(self) -> int | None:
+        """The session the service leads (started with a new session, so its pid), while it runs."""
+        return self.pid
+
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        """SIGCONT + SIGTERM, SIGKILL to its group after `grace`, and wait for the exit, so its port is free
+        when this returns (unless it is stuck in the kernel for over KILL_WAIT more). Never raises."""
+        self.terminate()
+        self.wait_stopped(grace)
+
+    def terminate(self) -> None:
+        """Ask the process to stop without waiting. SIGCONT first: a SIGSTOPped process never sees SIGTERM."""
+        process = self._process
         if process is not None and process.poll() is None:
-            process.terminate()
+            _signal_group(process.pid, signal.SIGCONT)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                process.terminate()
+
+    def kill(self) -> None:
+        """SIGKILL its whole process group now, without waiting (a forced exit)."""
+        process = self._process
+        if process is not None and process.returncode is None:
+            _signal_group(process.pid, signal.SIGKILL)
+
+    def wait_stopped(self, grace: float) -> None:
+        """Wait `grace` seconds for the exit, SIGKILL the group if it is still alive, then forget it."""
+        process, self._process = self._process, None
+        if process is not None:
             try:
-                process.wait(timeout=5)
+                process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+                _signal_group(process.pid, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=KILL_WAIT)
+            if process.returncode is None:  # stuck; the atexit hook and the session sweep try again
+                self._process = process
+                return
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -263,4 +365,45 @@ class RedisServer(ManagedProcess):
                 sock.sendall(b"PING\r\n")
                 return sock.recv(16).startswith(b"+PONG")
         except OSError:
+            return False
+
+
+class E2BServer(ManagedProcess):
+    """The local E2B API (`python -m devstack.e2b_local`) as a child process, so that tests can SIGSTOP,
+    kill and restart it like the other services. It kills its sandboxes' process groups when it stops, and
+    they stay in its session, so that `kill_sessions` reaches whatever they left behind."""
+
+    name = "local E2B API"
+
+    def __init__(
+        self,
+        port: int = 0,
+        *,
+        api_key: str | None = None,
+        log_path: Path | None = None,
+        root: Path | None = None,
+    ) -> None:
+        super().__init__(port, log_path=log_path)
+        self.api_key = api_key or f"e2b_local_{secrets.token_hex(16)}"
+        self.root = root
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        command = [sys.executable, "-m", "devstack.e2b_local", "--host", self.host, "--port", str(self.port),
+                   "--api-key", self.api_key]  # fmt: skip
+        if self.root is not None:
+            command += ["--root", str(self.root)]
+        return command
+
+    def is_ready(self) -> bool:
+        """Any HTTP answer means it serves (GET /health is 204 for envd-bound requests, 401/404 otherwise)."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=1):  # noqa: S310
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except (urllib.error.URLError, OSError):
             return False

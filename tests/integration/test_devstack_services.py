@@ -4,18 +4,47 @@ away (tests inject "Redis is down" that way)."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
-from collections.abc import Callable
+import sys
+import time
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 import redis
+from e2b import AuthenticationException, Sandbox
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from devstack.services import MotoServer, RedisServer, ServiceError, free_port
+from devstack.services import (
+    E2BServer,
+    ManagedProcess,
+    MotoServer,
+    RedisServer,
+    ServiceError,
+    free_port,
+    kill_sessions,
+    stop_all,
+)
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads processes from /proc")
+
+
+def processes_of(sandbox_id: str) -> list[int]:
+    """Live host processes of a sandbox: every command's environment carries its E2B_SANDBOX_ID."""
+    marker = f"E2B_SANDBOX_ID={sandbox_id}\0".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes() and environ.with_name("stat").read_text().split()[2] != "Z":
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
 
 
 def test_redis_down_makes_clients_fail_and_restart_restores_the_same_port(
@@ -64,3 +93,97 @@ def test_a_taken_fixed_port_is_a_clear_error() -> None:
         with pytest.raises(ServiceError, match="redis-server did not start") as failure:
             RedisServer(port=taken.getsockname()[1]).start()
     assert "in use" in str(failure.value).lower()
+
+
+def test_a_sigstopped_service_stops_at_once_and_a_dead_one_is_fine() -> None:
+    stopped, dead = RedisServer().start(), RedisServer().start()
+    assert stopped.pid is not None and dead.pid is not None
+    os.kill(stopped.pid, signal.SIGSTOP)  # a fault test's "Redis hangs"
+    os.kill(dead.pid, signal.SIGKILL)
+
+    started = time.monotonic()
+    stop_all([stopped, dead])
+
+    assert time.monotonic() - started < 1.5  # SIGCONT first: it handles SIGTERM instead of waiting it out
+    assert not stopped.running and not dead.running
+
+
+class _Stubborn(ManagedProcess):
+    """A child that ignores SIGTERM: only SIGKILL ends it."""
+
+    name = "stubborn"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print('ready', flush=True); time.sleep(600)"]  # fmt: skip
+
+    def is_ready(self) -> bool:
+        return "ready" in self._log_tail()
+
+
+def test_services_that_ignore_sigterm_are_killed_together_after_the_grace() -> None:
+    services = [_Stubborn().start() for _ in range(3)]
+    pids = [service.pid for service in services]
+
+    started = time.monotonic()
+    stop_all(services, grace=0.5)
+
+    assert time.monotonic() - started < 1.5  # in parallel: one grace, not three
+    for pid in pids:
+        assert pid is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.fixture
+def e2b_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[E2BServer]:
+    with E2BServer() as server:
+        monkeypatch.setenv("E2B_API_KEY", server.api_key)
+        monkeypatch.setenv("E2B_API_URL", server.url)
+        monkeypatch.setenv("E2B_SANDBOX_URL", server.url)
+        monkeypatch.delenv("E2B_DEBUG", raising=False)
+        yield server
+
+
+def test_the_e2b_server_is_a_process_that_takes_only_its_key(e2b_server: E2BServer) -> None:
+    assert Sandbox.create().commands.run("echo hi").stdout == "hi\n"
+    with pytest.raises(AuthenticationException):
+        Sandbox.create(api_key="e2b_wrong")
+
+
+@linux_only
+def test_stopping_the_e2b_server_kills_its_sandboxes_and_frees_the_port(e2b_server: E2BServer) -> None:
+    sandbox = Sandbox.create()
+    sandbox.commands.run("sleep 60 & sleep 60 & wait", background=True, timeout=0)
+    sandbox.commands.run("sleep 60 >/dev/null 2>&1 &")
+    assert len(processes_of(sandbox.sandbox_id)) >= 3
+    port = e2b_server.port
+
+    started = time.monotonic()
+    e2b_server.stop()
+
+    assert time.monotonic() - started < 1.5
+    assert processes_of(sandbox.sandbox_id) == []
+    with socket.socket() as sock:  # as servers bind: the cut connections may linger in TIME_WAIT
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+
+
+@linux_only
+def test_the_session_sweep_reaches_what_a_killed_e2b_server_left(e2b_server: E2BServer) -> None:
+    sandbox = Sandbox.create()
+    sandbox.commands.run("sleep 60 >/dev/null 2>&1 &")
+    session, pid = e2b_server.session_id, e2b_server.pid
+    assert session is not None and pid is not None
+    os.kill(pid, signal.SIGKILL)  # no chance to clean up: its sandbox's processes are orphans now
+    time.sleep(0.2)
+    assert processes_of(sandbox.sandbox_id) != []
+
+    killed = kill_sessions({session})
+
+    assert set(processes_of(sandbox.sandbox_id)) <= set(killed)
+    deadline = time.monotonic() + 2
+    while processes_of(sandbox.sandbox_id) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_of(sandbox.sandbox_id) == []

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from threading import Timer
+from threading import Thread, Timer
 
 import httpx
 import pytest
@@ -341,3 +343,78 @@ def test_pausing_or_killing_ends_a_running_command(sandbox: Sandbox) -> None:
         handle.wait()
     with pytest.raises(SandboxNotRunningException):
         sandbox.commands.run("echo gone")
+
+
+# -- process groups and shutdown ------------------------------------------------------------------------
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads processes from /proc")
+
+
+def processes_of(sandbox_id: str) -> list[int]:
+    """Live host processes of a sandbox: every command's environment carries its E2B_SANDBOX_ID."""
+    marker = f"E2B_SANDBOX_ID={sandbox_id}\0".encode()
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker in environ.read_bytes() and environ.with_name("stat").read_text().split()[2] != "Z":
+                found.append(int(environ.parent.name))
+        except OSError:
+            continue
+    return found
+
+
+@linux_only
+@pytest.mark.parametrize("end", ["kill", "pause", "reset"])
+def test_what_a_finished_command_left_running_ends_with_its_sandbox(
+    e2b_env: LocalE2B, sandbox: Sandbox, end: str
+) -> None:
+    sandbox.commands.run("sleep 60 >/dev/null 2>&1 &")  # returns at once, like starting a server
+    time.sleep(0.3)
+    assert len(processes_of(sandbox.sandbox_id)) == 1  # it keeps running while the sandbox does
+
+    {"kill": sandbox.kill, "pause": sandbox.pause, "reset": e2b_env.reset}[end]()
+
+    eventually(lambda: processes_of(sandbox.sandbox_id) == [], within=2)
+
+
+@linux_only
+def test_each_command_leads_a_process_group_in_the_servers_session(sandbox: Sandbox) -> None:
+    # /proc/PID/stat fields 5 and 6: process group and session (the shell's own, as `$$`)
+    output = sandbox.commands.run("echo $$ $(cut -d' ' -f5,6 /proc/$$/stat)").stdout
+    pid, pgid, sid = map(int, output.split())
+
+    assert pgid == pid  # killed as a group, children included
+    assert sid == os.getsid(0)  # the in-process server's session: a supervisor can sweep it
+
+
+@linux_only
+def test_close_returns_at_once_and_kills_everything_with_streams_open(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    api = LocalE2B(reaper_interval=0.05).start()  # a server of its own: close() is for good
+    monkeypatch.setenv("E2B_API_KEY", api.api_key)
+    monkeypatch.setenv("E2B_API_URL", api.url)
+    monkeypatch.setenv("E2B_SANDBOX_URL", api.url)
+    monkeypatch.delenv("E2B_DEBUG", raising=False)
+    sandbox = Sandbox.create()
+    ended: list[BaseException] = []
+
+    def stream() -> None:
+        try:
+            forever = "while true; do echo x; sleep 0.05; done"
+            sandbox.commands.run(forever, on_stdout=lambda _: None, timeout=0)
+        except Exception as error:
+            ended.append(error)
+
+    streaming = Thread(target=stream, daemon=True)
+    streaming.start()
+    sandbox.commands.run("sleep 60 & sleep 60 & wait", background=True, timeout=0)
+    eventually(lambda: len(processes_of(sandbox.sandbox_id)) >= 4)
+
+    started = time.monotonic()
+    api.close()
+
+    assert time.monotonic() - started < 1.0
+    eventually(lambda: processes_of(sandbox.sandbox_id) == [], within=2)
+    streaming.join(timeout=10)
+    assert ended, "the stream should have ended with an error"

@@ -25,6 +25,7 @@ UNARY_CONTENT_TYPE = "application/json"
 FLAG_COMPRESSED = 0x01
 FLAG_END_STREAM = 0x02
 POLL_SECONDS = 0.05  # how often a quiet stream checks its deadline, keepalive and client
+DEADLINE_ABORT = Abort("deadline_exceeded", "the command's timeout passed; it was killed")
 
 # Connect's HTTP status for each error code (https://connectrpc.com/docs/protocol#error-codes).
 _HTTP_STATUS = {
@@ -177,7 +178,7 @@ def _start(exchange: Exchange, registry: Registry, sandbox: Sandbox, body: bytes
             except queue.Empty:
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
-                    process.kill(Abort("deadline_exceeded", "the command's timeout passed; it was killed"))
+                    process.kill(DEADLINE_ABORT)
                 if connected and exchange.client_gone():
                     connected = False
                 if connected and keepalive and now - last_sent >= keepalive:
@@ -191,7 +192,7 @@ def _start(exchange: Exchange, registry: Registry, sandbox: Sandbox, body: bytes
                 data = {name: base64.b64encode(chunk).decode()}
                 connected = exchange.write_chunk(envelope({"event": {"data": data}}))
                 last_sent = time.monotonic()
-        returncode = process.wait()
+        returncode = _exit_status(process, deadline)
     finally:
         registry.forget(sandbox, process)
     if not connected:
@@ -201,6 +202,15 @@ def _start(exchange: Exchange, registry: Registry, sandbox: Sandbox, body: bytes
         return
     if exchange.write_chunk(envelope({"event": {"end": end_event(returncode)}})):
         _end_stream(exchange, None)
+
+
+def _exit_status(process: RunningProcess, deadline: float | None) -> int:
+    """The command's exit status once its output has closed (it may close its output and run on: the
+    deadline still applies). The leader is not reaped here: see `Registry.forget`."""
+    while (status := process.wait_exit(POLL_SECONDS)) is None:
+        if deadline is not None and time.monotonic() >= deadline:
+            process.kill(DEADLINE_ABORT)
+    return status
 
 
 def _end_stream(exchange: Exchange, error: Abort | None) -> None:

@@ -104,10 +104,14 @@ class LocalE2B:
         return self
 
     def stop(self) -> None:
-        """Refuse connections, and cut the open ones, to look like E2B being unreachable; state is kept."""
+        """Refuse connections, and cut the open ones, to look like E2B being unreachable; state is kept.
+
+        Bounded: no handler thread is waited for (a stream, or a half-sent request, can hold one for
+        ever); cutting its connection makes it end on its own.
+        """
         server, self._server = self._server, None
         if server is not None:
-            server.shutdown()
+            server.shutdown()  # returns within poll_interval: the serve loop only accepts
             server.server_close()
             server.close_connections()
 
@@ -117,12 +121,17 @@ class LocalE2B:
         return self.start()
 
     def close(self) -> None:
-        """Stop serving and the reaper, kill every sandbox and delete their directories."""
-        self.stop()
+        """Kill every sandbox's process groups, stop serving and the reaper, delete the directories.
+
+        Sandboxes go first: a stream's handler thread waits for its command, so nothing may wait for those
+        threads before the commands are dead. The registry then refuses anything new (a request already in
+        flight cannot start a command after this). Bounded; safe to call twice.
+        """
         self._closing.set()
+        self.registry.close()
+        self.stop()
         if self._reaper is not None:
-            self._reaper.join(timeout=5)
-        self.registry.reset()
+            self._reaper.join(timeout=1)
         if self._own_root:
             shutil.rmtree(self._root, ignore_errors=True)
 
@@ -227,9 +236,11 @@ def _is_loopback(host: str) -> bool:
 
 
 class _Server(ThreadingHTTPServer):
-    """Tracks open connections so `stop()` can cut keep-alive ones, which would otherwise keep serving."""
+    """Tracks open connections so `stop()` can cut keep-alive ones, which would otherwise keep serving.
+    `server_close()` never waits for handler threads (a stream's thread lives as long as its command)."""
 
     daemon_threads = True
+    block_on_close = False
 
     def __init__(self, address: tuple[str, int], app: LocalE2B) -> None:
         self.app = app

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from devstack.e2b_local.process import Abort, RunningProcess
+from devstack.e2b_local.process import Abort, RunningProcess, groups_with_members
 
 RUNNING = "running"
 PAUSED = "paused"
@@ -27,6 +27,7 @@ STATES = (RUNNING, PAUSED)
 ENVD_VERSION = "0.4.2"
 DEFAULT_TIMEOUT = 15  # seconds: the API's default when a request omits it
 MAX_TIMEOUT = 86_400  # the API refuses anything above 24 h
+PRUNE_SECONDS = 2.0  # how often finished commands whose groups emptied are reaped (one /proc scan each time)
 HOME = "/home/user"  # the sandbox user's home in real templates, mapped onto the sandbox directory
 
 # How in-flight command streams end when their sandbox goes away under them; the SDK maps `canceled` to a
@@ -98,7 +99,9 @@ class Sandbox:
     end_at: float
     workdir: Path
     state: str = RUNNING
-    processes: dict[int, RunningProcess] = field(default_factory=dict)
+    processes: dict[int, RunningProcess] = field(default_factory=dict)  # running commands, by pid
+    # Finished commands whose process groups still had members (`server &`): killed with the sandbox.
+    leftovers: list[RunningProcess] = field(default_factory=list)
 
     def snapshot(self) -> dict[str, Any]:
         """The Python-side view handed to tests: plain data, safe to keep after the sandbox is gone."""
@@ -169,6 +172,8 @@ class Registry:
         self._sandboxes: dict[str, Sandbox] = {}
         self._idempotency: dict[str, str] = {}
         self._seq = 0
+        self._closed = False
+        self._pruned_at = 0.0
 
     # -- control plane -------------------------------------------------------------------------------------
 
@@ -184,6 +189,8 @@ class Registry:
         idempotency_key: str | None = None,
     ) -> Sandbox:
         with self._lock:
+            if self._closed:
+                raise ApiError(503, "the local E2B API is shutting down")
             if idempotency_key and (
                 existing := self._sandboxes.get(self._idempotency.get(idempotency_key, ""))
             ):
@@ -308,7 +315,7 @@ class Registry:
     ) -> RunningProcess:
         """Start a command; under the lock so a concurrent pause/kill cannot miss it."""
         with self._lock:
-            if self._sandboxes.get(sandbox.sandbox_id) is not sandbox:
+            if self._closed or self._sandboxes.get(sandbox.sandbox_id) is not sandbox:
                 raise RpcError("unavailable", "the sandbox was not found")
             if sandbox.state != RUNNING:
                 raise RpcError("unavailable", "the sandbox is paused")
@@ -327,14 +334,24 @@ class Registry:
             return dict(sandbox.processes)
 
     def forget(self, sandbox: Sandbox, process: RunningProcess) -> None:
+        """The command's stream is over. If its group still has members and the sandbox runs, the group is
+        kept to be killed with the sandbox; otherwise the leader is reaped."""
+        lingering = process.exit_status() is None or bool(groups_with_members([process.pid]))
         with self._lock:
             if sandbox.processes.get(process.pid) is process:
                 del sandbox.processes[process.pid]
+            running = self._sandboxes.get(sandbox.sandbox_id) is sandbox and sandbox.state == RUNNING
+            if lingering and running and not self._closed:
+                sandbox.leftovers.append(process)
+                return
+        process.release()
 
     # -- housekeeping --------------------------------------------------------------------------------------
 
     def reap(self) -> None:
-        """Apply each expired running sandbox's on-timeout action: pause if it asked to, otherwise kill."""
+        """Apply each expired running sandbox's on-timeout action: pause if it asked to, otherwise kill.
+        Every PRUNE_SECONDS, also reap finished commands whose process groups have emptied."""
+        self._prune()
         doomed: list[Sandbox] = []
         with self._lock:
             now = self._clock()
@@ -357,6 +374,22 @@ class Registry:
             if sandbox.state == RUNNING:
                 sandbox.end_at = self._clock()
         self.reap()
+
+    def close(self) -> None:
+        """Refuse new sandboxes and commands from now on, then kill every sandbox's process groups."""
+        with self._lock:
+            self._closed = True
+        self.reset()
+
+    def kill_all_now(self) -> None:
+        """SIGKILL every known process group without waiting for the lock (a forced exit); best effort."""
+        try:
+            sandboxes = list(self._sandboxes.values())
+            processes = [p for s in sandboxes for p in (*list(s.processes.values()), *list(s.leftovers))]
+        except RuntimeError:  # changed while being read: take what the next call sees
+            return
+        for process in processes:
+            process.kill(KILLED_ABORT)
 
     def reset(self) -> None:
         with self._lock:
@@ -382,8 +415,31 @@ class Registry:
 
     @staticmethod
     def _stop_processes(sandbox: Sandbox, abort: Abort) -> None:
+        """Kill every group of the sandbox: running commands (their streams then end with `abort`) and what
+        finished commands left behind (whose exited leaders are reaped now)."""
         for process in list(sandbox.processes.values()):
             process.kill(abort)
+        leftovers, sandbox.leftovers = sandbox.leftovers, []
+        for process in leftovers:
+            process.kill()
+        for process in leftovers:
+            process.release()
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        if now - self._pruned_at < PRUNE_SECONDS:
+            return
+        self._pruned_at = now
+        with self._lock:
+            candidates = [(sandbox, p) for sandbox in self._sandboxes.values() for p in sandbox.leftovers]
+        if not candidates:
+            return
+        alive = groups_with_members({process.pid for _, process in candidates})
+        with self._lock:
+            for sandbox, process in candidates:
+                if process.pid not in alive and process in sandbox.leftovers:
+                    sandbox.leftovers.remove(process)
+                    process.release()
 
 
 def resolve_cwd(workdir: Path, cwd: str | None) -> Path:
