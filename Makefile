@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= us-east-1
 
-.PHONY: dev test lint unit integration e2e bench build deploy clean fmt
+.PHONY: dev test soak lint unit integration e2e bench build deploy clean fmt
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -35,7 +35,10 @@ lint: $(BIN)/.installed $(TOOLS)/bin/.installed
 	$(TOOLS)/bin/sam validate --lint --template template.yaml
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -m "not soak"
+
+soak: $(BIN)/.installed
+	$(BIN)/pytest -q -m soak
 
 unit: $(BIN)/.installed
 	$(BIN)/pytest -q tests/unit

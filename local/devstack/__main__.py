@@ -4,6 +4,10 @@ Starts moto server, redis-server and the local E2B API, provisions template.yaml
 secrets, seeds demo projects, serves the HTTP API on 127.0.0.1:$PORT (default 3000) and writes
 <state-dir>/endpoints.json once everything is ready, plus <state-dir>/env.json for `sam local invoke
 --env-vars`. See local/README.md.
+
+The first SIGINT/SIGTERM stops everything and exits 0 within 5 s, whatever is still open; past STOP_DEADLINE
+a stop that got stuck anyway is forced (exit 1). A second SIGINT/SIGTERM forces the exit at once: every child,
+its process group and its session are SIGKILLed, and the exit status is 128 + the signal's number.
 """
 
 from __future__ import annotations
@@ -17,9 +21,13 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 from devstack.services import ServiceError
 from devstack.stack import DOCKER_HOST, DevStack, DevStackConfig
+
+STOP_DEADLINE = 4.0  # seconds; the stop itself is bounded well below this (see DevStack.stop)
+log = logging.getLogger("devstack")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,14 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("devstack").setLevel(logging.WARNING if args.quiet else logging.INFO)
-    stop = threading.Event()
+    log.setLevel(logging.WARNING if args.quiet else logging.INFO)
+    signals: list[int] = []
+    stack: DevStack | None = None
 
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        # Only record the first one: a handler runs between two bytecodes of the main thread, which may
+        # hold any lock at that moment (an Event's, a logging handler's), so it must not take one.
+        signals.append(signum)
+        if len(signals) > 1:
+            _force_exit(stack, 128 + signum, "a second signal")
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     config = DevStackConfig(
         template_path=args.template,
         state_dir=args.state_dir,
@@ -89,19 +102,36 @@ def main(argv: list[str] | None = None) -> int:
     stack = DevStack(config)
     started = time.perf_counter()
     try:
-        try:
-            stack.start()
-        except (OSError, ServiceError) as error:
-            hint = " (is it already running? try --port 0 or PORT=...)" if isinstance(error, OSError) else ""
-            print(f"devstack: could not start: {error}{hint}", file=sys.stderr)
-            return 1
-        logging.getLogger("devstack").info("ready in %.1fs", time.perf_counter() - started)
+        stack.start()  # on failure it has stopped what it started
+    except (OSError, ServiceError) as error:
+        hint = " (is it already running? try --port 0 or PORT=...)" if isinstance(error, OSError) else ""
+        print(f"devstack: could not start: {error}{hint}", file=sys.stderr)
+        return 1
+    try:
+        log.info("ready in %.1fs", time.perf_counter() - started)
         print(stack.walkthrough(), flush=True)
-        while not stop.wait(0.5):
-            pass
+        while not signals:
+            time.sleep(0.1)  # a signal interrupts the sleep; its handler only records it
     finally:
-        stack.stop()
+        _stop(stack)
     return 0
+
+
+def _stop(stack: DevStack) -> None:
+    """`stack.stop()` on a thread of its own, so that the main thread stays free for signals (a second one
+    forces the exit) and can force it too if the stop is still running at STOP_DEADLINE."""
+    stopper = threading.Thread(target=stack.stop, name="devstack-stop", daemon=True)
+    stopper.start()
+    stopper.join(STOP_DEADLINE)
+    if stopper.is_alive():
+        _force_exit(stack, 1, f"a stop still running after {STOP_DEADLINE:.0f}s")
+
+
+def _force_exit(stack: DevStack | None, code: int, why: str) -> NoReturn:
+    if stack is not None:
+        stack.kill()
+    os.write(2, f"devstack: {why}: killed every process of the stack\n".encode())  # no locks: print takes one
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import select
+import signal
 import subprocess
 import sys
 import threading
@@ -33,6 +34,8 @@ from devstack.worker import FRAME_HEADER as _FRAME_HEADER
 from devstack.worker import LambdaContext, encode_frame, error_payload
 
 INIT_TIMEOUT = 10.0  # Lambda gives the init phase (imports, module-level code) 10 s
+STOP_GRACE = 0.5  # seconds an idle worker has to exit after EOF before it is killed
+KILL_WAIT = 1.0  # seconds to wait for a killed worker's exit
 DEFAULT_MAX_WORKERS = 4
 LAMBDA_PYTHON = "python3.13"
 
@@ -424,7 +427,7 @@ class _Worker:
                 os.close(self._to_child)
 
     def stop(self, grace: float = 2.0) -> None:
-        """Close the request pipe, wait for the exit, kill the worker if it lingers. Idempotent."""
+        """Close the request pipe, wait for the exit, kill the worker if it lingers. Idempotent, bounded."""
         self.close_input()
         with self._stop_lock:
             if self._stopped:
@@ -433,13 +436,23 @@ class _Worker:
             try:
                 self.process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+                self.kill_now()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout=KILL_WAIT)
             os.close(self._from_child)
 
     def kill(self) -> None:
-        self.process.kill()
+        self.kill_now()
         self.stop()
+
+    def kill_now(self) -> None:
+        """SIGKILL the worker's process group (it leads its own session) without waiting for anything."""
+        if self.process.returncode is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    self.process.kill()
 
 
 class FunctionPool:
@@ -465,6 +478,7 @@ class FunctionPool:
         self._count = 0
         self._condition = threading.Condition()
         self._closed = False
+        self._closing: list[_Worker] = []
         self.cold_starts = 0
 
     def execute(self, event: Any) -> Invocation:
@@ -548,6 +562,10 @@ class FunctionPool:
         with self._condition:
             self._all.add(worker)
             self.cold_starts += 1
+            closed = self._closed
+        if closed:  # stop() ran while the worker was being started: it must not run an invocation
+            self._discard(worker, kill=True)
+            raise RuntimeError(f"{self.function.logical_id}: the runtime is stopped")
         return worker
 
     def _release(self, worker: _Worker) -> None:
@@ -558,30 +576,54 @@ class FunctionPool:
                 return
         self._discard(worker)
 
-    def _discard(self, worker: _Worker, *, kill: bool = False) -> None:
+    def _discard(self, worker: _Worker, *, kill: bool = False, grace: float = 0.5) -> None:
         """Only the thread that owns the worker (or stop(), for idle ones) may close its pipes."""
         if kill:
             worker.kill()
         else:
-            worker.stop(grace=0.5)
+            worker.stop(grace=grace)
         with self._condition:
             self._all.discard(worker)
             self._count -= 1
             self._condition.notify()
 
-    def stop(self) -> None:
+    def stop(self, grace: float = STOP_GRACE) -> None:
         """Stop idle workers gracefully and kill busy ones (their callers get a Runtime.ExitError)."""
+        self.close()
+        self.wait_closed(time.monotonic() + grace)
+
+    def close(self) -> None:
+        """Refuse new invocations, kill busy workers (their callers get a Runtime.ExitError at once, so a
+        long invocation cannot hold up a stop) and send EOF to idle ones, which then exit by themselves."""
         with self._condition:
             self._closed = True
-            idle, busy = list(self._idle), [w for w in self._all if w not in self._idle]
+            self._closing, busy = list(self._idle), [w for w in self._all if w not in self._idle]
             self._idle.clear()
             self._condition.notify_all()
-        for worker in idle:
-            worker.close_input()  # all exit in parallel
-        for worker in idle:
-            self._discard(worker)
         for worker in busy:
-            worker.process.kill()  # the owning thread sees EOF and discards it
+            worker.kill_now()  # the owning thread sees EOF and discards it
+        for worker in self._closing:
+            worker.close_input()  # all exit in parallel
+
+    def wait_closed(self, deadline: float) -> None:
+        """Wait for the idle workers `close()` ended until `deadline`, then kill those still running."""
+        closing, self._closing = self._closing, []
+        for worker in closing:
+            self._discard(worker, grace=max(0.0, deadline - time.monotonic()))
+
+    def kill_now(self) -> list[int]:
+        """SIGKILL every worker without taking a lock or waiting (a forced exit); their pids. Best effort."""
+        try:
+            workers = list(self._all)
+        except RuntimeError:  # changed while being read
+            return []
+        for worker in workers:
+            worker.kill_now()
+        return [worker.process.pid for worker in workers]
+
+    def pids(self) -> list[int]:
+        with self._condition:
+            return [worker.process.pid for worker in self._all if worker.process.returncode is None]
 
     @property
     def size(self) -> int:
@@ -617,12 +659,15 @@ class ProcessRuntime:
         self.log = log
         self._pools: dict[str, FunctionPool] = {}
         self._lock = threading.Lock()
+        self._stopped = False
 
     def env_for(self, logical_id: str) -> dict[str, str]:
         return function_env(self.template, logical_id, self.resources, self.overrides)
 
     def pool(self, logical_id: str) -> FunctionPool:
         with self._lock:
+            if self._stopped:
+                raise RuntimeError(f"{logical_id}: the runtime is stopped")
             pool = self._pools.get(logical_id)
             if pool is None:
                 function = self.template.function(logical_id)
@@ -646,13 +691,23 @@ class ProcessRuntime:
             raise FunctionError(invocation)
         return invocation.result
 
-    def stop(self) -> None:
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        """Every pool at once: busy workers are killed, idle ones get `grace` seconds to exit. Bounded."""
         with self._lock:
-            pools, self._pools = list(self._pools.values()), {}
-        threads = [
-            threading.Thread(target=pool.stop, name=f"stop-{pool.function.logical_id}") for pool in pools
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+            pools = [] if self._stopped else list(self._pools.values())
+            self._stopped = True  # execute() is refused from now on, so no new worker can start
+        for pool in pools:
+            pool.close()
+        deadline = time.monotonic() + grace
+        for pool in pools:
+            pool.wait_closed(deadline)
+
+    def kill_now(self) -> list[int]:
+        """SIGKILL every worker now, taking no lock (a forced exit); their pids (= their sessions)."""
+        return [pid for pool in list(self._pools.values()) for pid in pool.kill_now()]
+
+    def pids(self) -> list[int]:
+        """The running workers' pids (each leads a session of its own)."""
+        with self._lock:
+            pools = list(self._pools.values())
+        return [pid for pool in pools for pid in pool.pids()]

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import re
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -113,7 +115,7 @@ class Gateway:
         self.routes = sorted(routes, key=lambda r: r.specificity)
         self.authorizer_cache = authorizer_cache
         self._decisions: dict[tuple[str, tuple[str, ...]], tuple[float, dict[str, Any]]] = {}
-        self._server: ThreadingHTTPServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------------
@@ -136,12 +138,19 @@ class Gateway:
         return self
 
     def stop(self) -> None:
+        """Stop accepting and cut every open connection; bounded, and no handler thread is waited for.
+
+        A handler can be reading a half-sent body, waiting on an idle keep-alive connection or on a
+        function: cutting its socket ends the first two, and the runtime's stop (which kills busy
+        workers) ends the third. The port is free when this returns.
+        """
         server, self._server = self._server, None
         if server is not None:
-            server.shutdown()
+            server.shutdown()  # returns within poll_interval: the serve loop only accepts
             server.server_close()
+            server.close_connections()
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=1)
 
     def __enter__(self) -> Gateway:
         return self.start()
@@ -429,8 +438,32 @@ class Request:
 
 
 class _Server(ThreadingHTTPServer):
+    """Tracks open connections so that `Gateway.stop()` can cut them; never joins handler threads."""
+
     daemon_threads = True
+    block_on_close = False
     gateway: Gateway
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections.discard(request)
+
+    def close_connections(self) -> None:
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):

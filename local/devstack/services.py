@@ -382,10 +382,12 @@ class E2BServer(ManagedProcess):
         api_key: str | None = None,
         log_path: Path | None = None,
         root: Path | None = None,
+        reaper_interval: float = 0.2,
     ) -> None:
         super().__init__(port, log_path=log_path)
         self.api_key = api_key or f"e2b_local_{secrets.token_hex(16)}"
         self.root = root
+        self.reaper_interval = reaper_interval
 
     @property
     def url(self) -> str:
@@ -393,7 +395,7 @@ class E2BServer(ManagedProcess):
 
     def command(self) -> list[str]:
         command = [sys.executable, "-m", "devstack.e2b_local", "--host", self.host, "--port", str(self.port),
-                   "--api-key", self.api_key]  # fmt: skip
+                   "--api-key", self.api_key, "--reaper-interval", str(self.reaper_interval)]  # fmt: skip
         if self.root is not None:
             command += ["--root", str(self.root)]
         return command

@@ -1,5 +1,9 @@
 """The whole local stack in one object: services, provisioning from template.yaml, demo projects, the
 function runtime, the gateway and background pollers, started in order and stopped in reverse.
+
+Stopping is bounded in every state (requests in flight, streams held open, long invocations, a service
+SIGSTOPped or already dead): nothing waits for a thread that may be stuck, and every wait has a limit. See
+`DevStack.stop` and, for a forced exit, `DevStack.kill`.
 """
 
 from __future__ import annotations
@@ -7,12 +11,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from devstack.e2b_local import LocalE2B
 from devstack.functions import (
     LocalEndpoints,
     ProcessRuntime,
@@ -28,13 +33,15 @@ from devstack.pollers import (
     rate_seconds,
 )
 from devstack.provision import provision
-from devstack.services import LOOPBACK, MotoServer, RedisServer
+from devstack.services import LOOPBACK, E2BServer, MotoServer, RedisServer, kill_sessions, stop_all
 from devstack.template import QUEUE, SECRET, TABLE_TYPES, LocalResources, Template
 
 log = logging.getLogger("devstack")
 
 DEMO_PROJECTS = ("demo-a", "demo-b")
 DOCKER_HOST = "host.docker.internal"
+POLLER_GRACE = 0.5  # seconds pollers get to notice the stop once the runtime has ended their invocations
+SERVICE_GRACE = 1.5  # seconds each service gets after SIGTERM before SIGKILL (all of them in parallel)
 
 
 class Poller(Protocol):
@@ -132,13 +139,14 @@ class DevStack:
         self.template = Template.load(config.template_path)
         self.moto = MotoServer(log_path=config.state_dir / "moto.log")
         self.redis = RedisServer(log_path=config.state_dir / "redis.log")
-        self.e2b: LocalE2B | None = None
+        self.e2b = E2BServer(log_path=config.state_dir / "e2b.log")
         self.resources: LocalResources | None = None
         self.runtime: ProcessRuntime | None = None
         self.gateway: Gateway | None = None
         self.pollers: list[Poller] = []
         self.projects: list[dict[str, str]] = []
-        self._stops: list[Callable[[], None]] = []
+        self._service_sessions: set[int] = set()  # for the sweep, even after the services are forgotten
+        self._stop_lock = threading.Lock()
 
     @property
     def endpoints_path(self) -> Path:
@@ -165,12 +173,10 @@ class DevStack:
 
     def _start(self) -> None:
         config = self.config
-        self.moto.start()
-        self._stops.append(self.moto.stop)
-        self.redis.start()
-        self._stops.append(self.redis.stop)
-        self.e2b = LocalE2B(LOOPBACK, 0).start()
-        self._stops.append(self.e2b.close)
+        for service in (self.moto, self.redis, self.e2b):
+            service.start()
+            if service.session_id is not None:
+                self._service_sessions.add(service.session_id)
         self.resources = provision(
             self.template,
             endpoint_url=self.moto.url,
@@ -189,7 +195,6 @@ class DevStack:
             max_workers=config.max_workers,
             log=self.function_log,
         )
-        self._stops.append(self.runtime.stop)
         self.gateway = Gateway(
             self.template,
             self.resources,
@@ -199,7 +204,6 @@ class DevStack:
             stage=config.stage,
             authorizer_cache=config.authorizer_cache,
         ).start()
-        self._stops.append(self.gateway.stop)
         for poller in make_pollers(
             self.template,
             self.resources,
@@ -208,19 +212,56 @@ class DevStack:
             region=config.region,
             schedule_period_seconds=config.schedule_period_seconds,
         ):
-            poller.start()
             self.pollers.append(poller)
-            self._stops.append(poller.stop)
+            poller.start()
 
     def stop(self) -> None:
-        """Stop in reverse order of start (pollers, gateway, workers, E2B, redis, moto); never raises."""
-        self.endpoints_path.unlink(missing_ok=True)
-        while self._stops:
-            stop = self._stops.pop()
-            try:
-                stop()
-            except Exception:
-                log.exception("stopping %r failed", stop)
+        """Stop whatever was started, within a few seconds in every state; never raises; idempotent.
+
+        Order: pollers, gateway, function workers, then the E2B API, redis and moto together. A poller can
+        be in a long invocation: its stop only sets a flag (it runs on a thread of its own), and stopping
+        the runtime kills busy workers, so that invocation returns at once. Open connections are cut, not
+        waited for. Each service gets SIGCONT, SIGTERM and, after SERVICE_GRACE, SIGKILL to its group.
+        Last, anything still alive in a service's or worker's session is SIGKILLed (Linux).
+        """
+        with self._stop_lock:
+            self.endpoints_path.unlink(missing_ok=True)
+            sessions = self._sessions()
+            pollers, self.pollers = self.pollers, []
+            stopping = [_in_thread(poller.stop, f"stop-{poller.name}") for poller in pollers]
+            if self.gateway is not None:
+                _step("the gateway", self.gateway.stop)
+            if self.runtime is not None:
+                _step("the function workers", self.runtime.stop)
+            deadline = time.monotonic() + POLLER_GRACE
+            for thread in stopping:
+                thread.join(max(0.0, deadline - time.monotonic()))
+            busy = [thread.name for thread in stopping if thread.is_alive()]
+            if busy:
+                log.warning("not waiting for %s (their threads end with the process)", ", ".join(busy))
+            _step("the services", lambda: stop_all([self.e2b, self.redis, self.moto], SERVICE_GRACE))
+            killed = kill_sessions(sessions)
+            if killed:
+                log.warning("killed %d process(es) left in the stack's sessions: %s", len(killed), killed)
+
+    def kill(self) -> None:
+        """A forced exit: SIGKILL every child, its process group and everything in its session, now.
+
+        Takes no lock and waits for nothing, so that a signal handler can call it whatever the main thread
+        is doing."""
+        sessions = set(self._service_sessions)
+        for service in (self.e2b, self.redis, self.moto):
+            service.kill()
+        if self.runtime is not None:
+            sessions.update(self.runtime.kill_now())
+        kill_sessions(sessions)
+
+    def _sessions(self) -> set[int]:
+        """The sessions of the services and of the running workers (each leads one of its own)."""
+        sessions = set(self._service_sessions)
+        if self.runtime is not None:
+            sessions.update(self.runtime.pids())
+        return sessions
 
     # -- what the stack offers -----------------------------------------------------------------------------
 
@@ -229,9 +270,9 @@ class DevStack:
         return LocalEndpoints(
             aws_endpoint_url=self.moto.url,
             region=self.config.region,
-            e2b_api_url=self.e2b.url if self.e2b else None,
-            e2b_sandbox_url=self.e2b.url if self.e2b else None,
-            e2b_api_key=self.e2b.api_key if self.e2b else None,
+            e2b_api_url=self.e2b.url,
+            e2b_sandbox_url=self.e2b.url,
+            e2b_api_key=self.e2b.api_key,
         )
 
     @property
@@ -254,7 +295,7 @@ class DevStack:
         return env_vars
 
     def endpoints(self) -> dict[str, Any]:
-        assert self.resources is not None and self.gateway is not None and self.e2b is not None
+        assert self.resources is not None and self.gateway is not None
         resources = self.resources
         return {
             "api_url": self.gateway.url,
@@ -270,6 +311,12 @@ class DevStack:
             "secrets": resources.names(SECRET),
             "env_vars_file": str(self.env_path.resolve()),
             "pid": os.getpid(),
+            "pids": {
+                "devstack": os.getpid(),
+                "moto": self.moto.pid,
+                "redis": self.redis.pid,
+                "e2b": self.e2b.pid,
+            },
         }
 
     # -- demo data -----------------------------------------------------------------------------------------
@@ -322,6 +369,22 @@ Dev stack ready at {url}
   curl -s "$API/v1/sessions?include_deleted=true" "${{H[@]}}"
 
 Ctrl-C stops everything."""
+
+
+def _in_thread(target: Callable[[], None], name: str) -> threading.Thread:
+    """Run `target` on a daemon thread (one that may stay blocked without holding up the exit)."""
+    thread = threading.Thread(target=_step, args=(name, target), name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def _step(what: str, stop: Callable[[], None]) -> None:
+    started = time.monotonic()
+    try:
+        stop()
+    except Exception:
+        log.exception("stopping %s failed", what)
+    log.debug("stopped %s in %.2fs", what, time.monotonic() - started)
 
 
 def _rehost(value: str, host: str) -> str:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -16,8 +14,7 @@ from typing import Any
 import pytest
 
 from devstack.template import Template
-
-ROOT = Path(__file__).resolve().parents[2]
+from plugins.services import launch_devstack
 
 
 def http(method: str, url: str, key: str | None = None, body: Any = None) -> tuple[int, Any]:
@@ -38,6 +35,16 @@ def test_endpoints_describe_the_running_stack(devstack: dict[str, Any]) -> None:
     assert len(devstack["projects"]) == 2
     assert all(project["api_key"].startswith("ssk_") for project in devstack["projects"])
     assert {"SessionsTable", "ProjectsTable", "ApiKeysTable"} <= set(devstack["tables"])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads child processes from /proc")
+def test_endpoints_name_the_pid_of_the_stack_and_of_each_service(devstack: dict[str, Any]) -> None:
+    pids = devstack["pids"]
+
+    assert set(pids) == {"devstack", "moto", "redis", "e2b"}
+    assert pids["devstack"] == devstack["pid"]
+    assert {pids["moto"], pids["redis"], pids["e2b"]} <= set(_children(pids["devstack"]))
+    assert "devstack.e2b_local" in Path(f"/proc/{pids['e2b']}/cmdline").read_text()
 
 
 def test_env_json_covers_every_function_and_its_template_variables(
@@ -70,45 +77,19 @@ def test_the_demo_key_creates_and_reads_a_session(devstack: dict[str, Any]) -> N
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads child processes from /proc")
 def test_sigterm_stops_every_process_the_stack_started(tmp_path: Path) -> None:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "devstack",
-            "--port",
-            "0",
-            "--state-dir",
-            str(tmp_path),
-            "--no-seed",
-            "--quiet",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    process, endpoints = launch_devstack(tmp_path, "--no-seed", "--quiet")
     try:
-        endpoints = _wait_ready(process, tmp_path / "endpoints.json")
         http("GET", f"{endpoints['api_url']}/v1/sessions", key="starts-an-authorizer-worker")
         children = _children(process.pid)
-        assert len(children) >= 2  # moto server, redis-server, and the authorizer's worker
+        assert len(children) >= 4  # moto server, redis-server, the local E2B API and the authorizer's worker
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
+        assert process.wait(timeout=5) == 0
         assert not (tmp_path / "endpoints.json").exists()
         assert [pid for pid in children if Path(f"/proc/{pid}").exists() and not _is_zombie(pid)] == []
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-
-
-def _wait_ready(process: subprocess.Popen[bytes], path: Path) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if path.exists():
-            return dict(json.loads(path.read_text()))
-        assert process.poll() is None, "the dev stack exited before it was ready"
-        time.sleep(0.05)
-    raise AssertionError("the dev stack was not ready within 60 s")
 
 
 def _children(pid: int) -> list[int]:

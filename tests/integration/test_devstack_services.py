@@ -10,7 +10,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from pathlib import Path
 from typing import Any
 
 import boto3
@@ -30,21 +29,9 @@ from devstack.services import (
     kill_sessions,
     stop_all,
 )
+from plugins.services import can_listen, sandbox_processes
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads processes from /proc")
-
-
-def processes_of(sandbox_id: str) -> list[int]:
-    """Live host processes of a sandbox: every command's environment carries its E2B_SANDBOX_ID."""
-    marker = f"E2B_SANDBOX_ID={sandbox_id}\0".encode()
-    found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if marker in environ.read_bytes() and environ.with_name("stat").read_text().split()[2] != "Z":
-                found.append(int(environ.parent.name))
-        except OSError:
-            continue
-    return found
 
 
 def test_redis_down_makes_clients_fail_and_restart_restores_the_same_port(
@@ -156,18 +143,15 @@ def test_stopping_the_e2b_server_kills_its_sandboxes_and_frees_the_port(e2b_serv
     sandbox = Sandbox.create()
     sandbox.commands.run("sleep 60 & sleep 60 & wait", background=True, timeout=0)
     sandbox.commands.run("sleep 60 >/dev/null 2>&1 &")
-    assert len(processes_of(sandbox.sandbox_id)) >= 3
+    assert len(sandbox_processes(sandbox.sandbox_id)) >= 3
     port = e2b_server.port
 
     started = time.monotonic()
     e2b_server.stop()
 
     assert time.monotonic() - started < 1.5
-    assert processes_of(sandbox.sandbox_id) == []
-    with socket.socket() as sock:  # as servers bind: the cut connections may linger in TIME_WAIT
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
-        sock.listen()
+    assert sandbox_processes(sandbox.sandbox_id) == []
+    assert can_listen(port)
 
 
 @linux_only
@@ -178,12 +162,12 @@ def test_the_session_sweep_reaches_what_a_killed_e2b_server_left(e2b_server: E2B
     assert session is not None and pid is not None
     os.kill(pid, signal.SIGKILL)  # no chance to clean up: its sandbox's processes are orphans now
     time.sleep(0.2)
-    assert processes_of(sandbox.sandbox_id) != []
+    assert sandbox_processes(sandbox.sandbox_id) != []
 
     killed = kill_sessions({session})
 
-    assert set(processes_of(sandbox.sandbox_id)) <= set(killed)
+    assert set(sandbox_processes(sandbox.sandbox_id)) <= set(killed)
     deadline = time.monotonic() + 2
-    while processes_of(sandbox.sandbox_id) and time.monotonic() < deadline:
+    while sandbox_processes(sandbox.sandbox_id) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert processes_of(sandbox.sandbox_id) == []
+    assert sandbox_processes(sandbox.sandbox_id) == []

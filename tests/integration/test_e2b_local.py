@@ -28,6 +28,7 @@ from e2b import (
 )
 
 from devstack.e2b_local import LocalE2B
+from plugins.services import sandbox_processes
 
 
 def listed(query: SandboxQuery | None = None, limit: int | None = None) -> list[str]:
@@ -350,19 +351,6 @@ def test_pausing_or_killing_ends_a_running_command(sandbox: Sandbox) -> None:
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads processes from /proc")
 
 
-def processes_of(sandbox_id: str) -> list[int]:
-    """Live host processes of a sandbox: every command's environment carries its E2B_SANDBOX_ID."""
-    marker = f"E2B_SANDBOX_ID={sandbox_id}\0".encode()
-    found = []
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if marker in environ.read_bytes() and environ.with_name("stat").read_text().split()[2] != "Z":
-                found.append(int(environ.parent.name))
-        except OSError:
-            continue
-    return found
-
-
 @linux_only
 @pytest.mark.parametrize("end", ["kill", "pause", "reset"])
 def test_what_a_finished_command_left_running_ends_with_its_sandbox(
@@ -370,11 +358,11 @@ def test_what_a_finished_command_left_running_ends_with_its_sandbox(
 ) -> None:
     sandbox.commands.run("sleep 60 >/dev/null 2>&1 &")  # returns at once, like starting a server
     time.sleep(0.3)
-    assert len(processes_of(sandbox.sandbox_id)) == 1  # it keeps running while the sandbox does
+    assert len(sandbox_processes(sandbox.sandbox_id)) == 1  # it keeps running while the sandbox does
 
     {"kill": sandbox.kill, "pause": sandbox.pause, "reset": e2b_env.reset}[end]()
 
-    eventually(lambda: processes_of(sandbox.sandbox_id) == [], within=2)
+    eventually(lambda: sandbox_processes(sandbox.sandbox_id) == [], within=2)
 
 
 @linux_only
@@ -409,12 +397,12 @@ def test_close_returns_at_once_and_kills_everything_with_streams_open(
     streaming = Thread(target=stream, daemon=True)
     streaming.start()
     sandbox.commands.run("sleep 60 & sleep 60 & wait", background=True, timeout=0)
-    eventually(lambda: len(processes_of(sandbox.sandbox_id)) >= 4)
+    eventually(lambda: len(sandbox_processes(sandbox.sandbox_id)) >= 4)
 
     started = time.monotonic()
     api.close()
 
     assert time.monotonic() - started < 1.0
-    eventually(lambda: processes_of(sandbox.sandbox_id) == [], within=2)
+    eventually(lambda: sandbox_processes(sandbox.sandbox_id) == [], within=2)
     streaming.join(timeout=10)
     assert ended, "the stream should have ended with an error"

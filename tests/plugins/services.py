@@ -5,7 +5,9 @@ stopped at its end; nothing is assumed to be running.
 - `moto_server`, `redis_server` (+ `redis_down`), `aws_env`: the services, and the SDK pointed at them.
 - `template`, `local_resources`, `local_endpoints`, `invoker`: template.yaml provisioned in the session's
   moto server, and its functions callable in-process with their own environment.
-- `devstack`: the whole dev stack (`python -m devstack`) as a subprocess, for e2e tests over HTTP.
+- `devstack`: the whole dev stack (`python -m devstack`) as a subprocess, for e2e tests over HTTP
+  (`launch_devstack` starts another one), and what tests check after stopping it: `sandbox_processes`,
+  `stack_processes`, `can_listen`.
 - `sample_app`: a tiny SAM app of its own, for testing the dev stack machinery itself.
 """
 
@@ -15,6 +17,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -27,7 +30,7 @@ import pytest
 
 from devstack.functions import InProcessInvoker, LocalEndpoints, local_overrides
 from devstack.provision import provision
-from devstack.services import MotoServer, RedisServer
+from devstack.services import MotoServer, RedisServer, live_processes
 from devstack.template import LocalResources, Template
 from session_service.settings import Settings
 
@@ -35,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 REGION = "us-east-1"
 DEVSTACK_READY_TIMEOUT = 60.0
-DEVSTACK_STOP_TIMEOUT = 10.0
+DEVSTACK_STOP_TIMEOUT = 5.0  # what `make dev` promises after SIGTERM or Ctrl-C
 
 
 # --- services ---------------------------------------------------------------------------------------------
@@ -148,22 +151,10 @@ def invoker(
 @pytest.fixture(scope="session")
 def devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """`python -m devstack --port 0` in a subprocess; yields its endpoints.json once it is ready, and at
-    the end checks that SIGTERM stops it (and everything it started) cleanly within 10 s."""
+    the end checks that SIGTERM stops it (and everything it started) cleanly within 5 s."""
     state_dir = tmp_path_factory.mktemp("devstack")
-    log_path = state_dir / "devstack.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "devstack", "--port", "0", "--state-dir", str(state_dir),
-             "--template", str(TEMPLATE)],
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+    process, endpoints = launch_devstack(state_dir, "--template", str(TEMPLATE))
     try:
-        endpoints = _wait_for_endpoints(process, state_dir / "endpoints.json", log_path)
-        endpoints["state_dir"] = str(state_dir)
-        endpoints["log"] = str(log_path)
         yield endpoints
     finally:
         if process.poll() is None:
@@ -174,7 +165,32 @@ def devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
                 process.kill()
                 process.wait()
                 pytest.fail(f"the dev stack did not stop within {DEVSTACK_STOP_TIMEOUT}s of SIGTERM")
-            assert code == 0, f"the dev stack exited with {code}:\n{_tail(log_path)}"
+            assert code == 0, f"the dev stack exited with {code}:\n{_tail(Path(endpoints['log']))}"
+
+
+def launch_devstack(state_dir: Path, *args: str) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    """`python -m devstack --port 0 --state-dir STATE_DIR *ARGS` in a session of its own (so that its
+    session shows whether anything of it is left), once ready: the process and its endpoints.json plus
+    `state_dir` and `log` (its output). Killed if it does not become ready."""
+    log_path = state_dir / "devstack.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "devstack", "--port", "0", "--state-dir", str(state_dir), *args],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        endpoints = _wait_for_endpoints(process, state_dir / "endpoints.json", log_path)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    endpoints["state_dir"] = str(state_dir)
+    endpoints["log"] = str(log_path)
+    return process, endpoints
 
 
 def _wait_for_endpoints(process: subprocess.Popen[bytes], path: Path, log_path: Path) -> dict[str, Any]:
@@ -187,12 +203,44 @@ def _wait_for_endpoints(process: subprocess.Popen[bytes], path: Path, log_path: 
                 f"the dev stack exited with {process.returncode} before it was ready:\n{_tail(log_path)}"
             )
         time.sleep(0.05)
-    process.kill()
     pytest.fail(f"the dev stack was not ready within {DEVSTACK_READY_TIMEOUT}s:\n{_tail(log_path)}")
 
 
 def _tail(path: Path, limit: int = 4000) -> str:
     return path.read_text(errors="replace")[-limit:] if path.exists() else ""
+
+
+def sandbox_processes(*sandbox_ids: str) -> list[int]:
+    """Live processes, anywhere on this machine, of these local E2B sandboxes: the local E2B API puts
+    E2B_SANDBOX_ID into every command's environment, and the command's children inherit it (Linux)."""
+    markers = [f"E2B_SANDBOX_ID={sandbox_id}\0".encode() for sandbox_id in sandbox_ids]
+    found = []
+    for info in live_processes():
+        try:
+            environ = Path(f"/proc/{info.pid}/environ").read_bytes()
+        except OSError:
+            continue  # gone, or not ours
+        if any(marker in environ for marker in markers):
+            found.append(info.pid)
+    return found
+
+
+def stack_processes(session: int) -> list[int]:
+    """Live processes in this session or process group (a dev stack started in a session of its own)."""
+    return [info.pid for info in live_processes() if session in (info.sid, info.pgid)]
+
+
+def can_listen(port: int) -> bool:
+    """Whether a server could listen on the port again (binding as servers do: connections the stopped
+    one closed may linger in TIME_WAIT)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
+        except OSError:
+            return False
+        return True
 
 
 # --- a tiny SAM app for testing the dev stack itself -------------------------------------------------------
