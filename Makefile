@@ -55,6 +55,7 @@ fmt: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/key_load.py
 
 build: $(TOOLS)/bin/.installed
 	PYENV_VERSION=$${PYENV_VERSION:-3.11.7:3.13.0} $(TOOLS)/bin/sam build

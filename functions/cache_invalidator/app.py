@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from session_service.adapters.dynamodb_streams import session_change
+from session_service.adapters.dynamodb.streams import session_change
 from session_service.observability import logger, metrics, traced
 from session_service.runtime import cache_sync
 

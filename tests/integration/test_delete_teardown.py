@@ -15,7 +15,7 @@ from devstack.services import free_port
 from plugins.api import Api, Project
 from plugins.streams import StreamPipeline
 from plugins.teardown import TeardownPipeline
-from session_service import clock
+from session_service import clock, keys
 from session_service.adapters.redis_cache import TOMBSTONE, cache_key
 
 
@@ -63,12 +63,16 @@ def test_the_tombstone_carries_its_ttl_and_pending_marker(
     env = invoker.env_for("DeleteSessionFunction")
     item = boto3.client("dynamodb", region_name="us-east-1", endpoint_url=env["AWS_ENDPOINT_URL"]).get_item(
         TableName=env["SESSIONS_TABLE"],
-        Key={"project_id": {"S": project.project_id}, "session_id": {"S": session["id"]}},
+        Key={
+            "pk": {"S": keys.session_partition(project.project_id, session["id"])},
+            "session_id": {"S": session["id"]},
+        },
         ConsistentRead=True,
     )["Item"]
     retention = int(env["TOMBSTONE_RETENTION_DAYS"]) * 86_400
     assert int(item["expires_at"]["N"]) == int(parse_iso(deleted["deleted_at"]).timestamp()) + retention
-    assert item["teardown_pending"]["S"] == "pending" and item["teardown_state"]["S"] == "pending"
+    assert item["teardown_pending"]["S"] == keys.pending_partition(session["id"])
+    assert item["teardown_state"]["S"] == "pending"
     assert item["deleted_at"]["S"] == deleted["deleted_at"] and item["delete_token"]["S"]
 
 

@@ -166,7 +166,7 @@ def test_the_fence_kills_a_sandbox_created_while_the_session_was_deleted(
 ) -> None:
     """The exact interleaving, deterministically, with real services: the sandbox is created at E2B, the
     real DELETE commits (and its teardown runs and finds nothing attached), then the fence write is tried."""
-    from session_service.adapters.dynamodb import DynamoSessionStore
+    from session_service.adapters.dynamodb.sessions import DynamoSessionStore
     from session_service.errors import NotFound
     from session_service.models import ExecuteRequest
     from session_service.runtime import container_for

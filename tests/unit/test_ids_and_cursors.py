@@ -2,8 +2,8 @@ import time
 
 import pytest
 
-from session_service import ids
-from session_service.adapters.dynamodb import decode_cursor, encode_cursor
+from session_service import ids, keys
+from session_service.adapters.dynamodb.sessions import decode_cursor, encode_cursor
 from session_service.errors import BadRequest
 
 P = "prj_01aaaaaaaaaaaaaaaaaaaaaaaa"
@@ -19,21 +19,33 @@ def test_session_ids_are_prefixed_unique_and_time_sortable() -> None:
     assert len({ids.new_session_id() for _ in range(10_000)}) == 10_000
 
 
-def test_cursor_round_trip_rebuilds_the_partition_from_the_caller() -> None:
+def test_a_cursor_carries_only_the_last_key_never_a_partition() -> None:
     sid = ids.new_session_id()
-    cursor = encode_cursor("project", {"project_id": {"S": "prj_other"}, "session_id": {"S": sid}})
-    assert "prj_other" not in cursor
-    assert decode_cursor("project", cursor, P, None) == {"project_id": {"S": P}, "session_id": {"S": sid}}
+    cursor = encode_cursor("project", sid)
+    assert P not in cursor and "prj_" not in cursor
+    assert decode_cursor("project", cursor) == sid
 
 
-@pytest.mark.parametrize("cursor", ["%%%", "bm90IGpzb24", "eyJtIjoicCIsInMiOiJ4In0"])
+@pytest.mark.parametrize("cursor", ["%%%", "bm90IGpzb24", "eyJtIjoicCIsImsiOiJ4In0"])
 def test_garbage_cursors_are_bad_requests(cursor: str) -> None:
     with pytest.raises(BadRequest):
-        decode_cursor("project", cursor, P, None)
+        decode_cursor("project", cursor)
 
 
 def test_a_cursor_from_another_listing_is_rejected() -> None:
     sid = ids.new_session_id()
-    cursor = encode_cursor("project", {"session_id": {"S": sid}})
     with pytest.raises(BadRequest):
-        decode_cursor("user", cursor, P, f"{P}#u")
+        decode_cursor("user", encode_cursor("project", sid))
+    changed = encode_cursor("changed", keys.updated_key("2026-01-01T00:00:00.000000Z", sid), "2026-01-01")
+    with pytest.raises(BadRequest):
+        decode_cursor("changed", changed, "2025-01-01")  # another changed_since
+
+
+def test_session_shards_are_stable_and_spread_every_projects_sessions() -> None:
+    made = [ids.new_session_id() for _ in range(2000)]
+    partitions = {keys.session_partition(P, sid) for sid in made}
+    assert partitions == set(keys.project_partitions(P))  # every shard gets sessions
+    counts = [sum(keys.session_partition(P, sid) == p for sid in made) for p in partitions]
+    assert max(counts) < 2 * 2000 / keys.SESSION_SHARDS  # and none gets twice its share
+    assert keys.session_partition(P, made[0]) == keys.session_partition(P, made[0])
+    assert all(p.startswith(P + "#") for p in partitions)  # the project stays in every key

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 from session_service.settings import Settings
 
 if TYPE_CHECKING:
-    from session_service.adapters.dynamodb import DynamoSessionStore, Tables
+    from session_service.adapters.dynamodb.sessions import DynamoSessionStore
+    from session_service.adapters.dynamodb.tables import Tables
     from session_service.auth import Admin, Authenticator
     from session_service.cache_sync import CacheSync
     from session_service.ports import ResponseCache, SandboxProvider, TeardownQueue
@@ -27,7 +28,7 @@ class Container:
 
     @cached_property
     def tables(self) -> Tables:
-        from session_service.adapters.dynamodb import Tables
+        from session_service.adapters.dynamodb.tables import Tables
 
         return Tables(self.settings)
 
@@ -37,7 +38,7 @@ class Container:
             from session_service.adapters.redis_cache import NoCache
 
             return NoCache()
-        from session_service.adapters.dynamodb import DynamoCacheEpochStore
+        from session_service.adapters.dynamodb.cache_epoch import DynamoCacheEpochStore
         from session_service.adapters.redis_cache import RedisResponseCache
         from session_service.cache_epoch import CacheEpoch
 
@@ -59,7 +60,7 @@ class Container:
 
     @cached_property
     def store(self) -> DynamoSessionStore:
-        from session_service.adapters.dynamodb import DynamoSessionStore
+        from session_service.adapters.dynamodb.sessions import DynamoSessionStore
 
         return DynamoSessionStore(self.tables)
 
@@ -127,14 +128,15 @@ class Container:
 
     @cached_property
     def authenticator(self) -> Authenticator:
-        from session_service.adapters.dynamodb import DynamoKeyStore
+        from session_service.adapters.dynamodb.api_keys import DynamoKeyStore
         from session_service.auth import Authenticator
 
         return Authenticator(DynamoKeyStore(self.tables))
 
     @cached_property
     def admin(self) -> Admin:
-        from session_service.adapters.dynamodb import DynamoKeyStore, DynamoProjectStore
+        from session_service.adapters.dynamodb.api_keys import DynamoKeyStore
+        from session_service.adapters.dynamodb.projects import DynamoProjectStore
         from session_service.auth import Admin
 
         return Admin(DynamoProjectStore(self.tables), DynamoKeyStore(self.tables))

@@ -1,6 +1,7 @@
 """Reading the sessions table's stream records (the Lambda event source mapping's DynamoDB JSON).
 
-Only the attributes the consumers need are decoded; the names are the session item's (adapters.dynamodb).
+Only the attributes the consumers need are decoded; the names are the session item's
+(adapters.dynamodb.tables).
 """
 
 from __future__ import annotations

@@ -1,0 +1,295 @@
+"""Key-load model: the hottest partition key of every table and index at a synthetic load, as a fraction of
+DynamoDB's per-partition limits (1,000 write units and 3,000 read units a second). A model, not a load test.
+
+It reads the tables' and indexes' key schemas from template.yaml and builds every item with the code's own
+key functions (session_service.keys), so it cannot drift from either. One simulated second of a tool
+router's traffic: OPS operations over TENANTS tenants, Zipf-distributed so that the largest tenant has
+LARGEST_SHARE of the traffic, in the mix below. Each operation writes and reads the items the code writes
+and reads; a write of an item also writes every index whose hash key the item carries (all our indexes
+project ALL or INCLUDE, so any change of the item is an index write). Items are taken as <= 1 KB (one write
+unit; a strongly consistent read of up to 4 KB is one read unit, an eventually consistent one half).
+
+"before" is the key layout of commit 0b479a6 (one partition per project, one constant partition for the
+pending-teardown index, tag claims in the project's partition), read from that commit's template.yaml.
+
+    python bench/key_load.py          # also part of `make bench`
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devstack.template import Template, load_yaml
+from session_service import ids, keys
+from session_service.cache_epoch import CacheEpoch  # noqa: F401 - the copies below are its items
+from session_service.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+OPS = 100_000
+TENANTS = 10_000
+LARGEST_SHARE = 0.10
+GOAL = 0.5
+WRITE_LIMIT, READ_LIMIT = 1000.0, 3000.0
+BEFORE_COMMIT = "0b479a6"
+
+# The operation mix of a tool-router (fractions of OPS) and the traffic's shape.
+MIX = {
+    "get": 0.30,
+    "execute": 0.20,
+    "patch": 0.08,
+    "list": 0.05,
+    "changed_since": 0.02,
+    "create": 0.05,
+    "create_tagged": 0.05,
+    "delete": 0.05,
+    "authorize": 0.20,  # requests whose decision API Gateway did not have cached
+}
+CACHE_HIT_RATIO = 0.8  # GETs served by Redis
+EXECUTES_PER_SANDBOX = 10  # an execute creates (and attaches) a sandbox once per this many
+CONTAINERS = 2_000  # concurrent function instances at this load: each re-reads the cache epoch once a second
+ACTIVE_USERS_PER_TENANT = 50
+
+
+@dataclass
+class Load:
+    """Write and read units per (table or index, partition key value)."""
+
+    writes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    reads: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+
+class Schema:
+    """Which attribute is the hash key of each table and index, from a template."""
+
+    def __init__(self, template: Template) -> None:
+        self.tables: dict[str, str] = {}
+        self.indexes: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for logical_id, props in template.tables.items():
+            self.tables[logical_id] = _hash_key(props["KeySchema"])
+            for index in props.get("GlobalSecondaryIndexes") or []:
+                self.indexes[logical_id].append((index["IndexName"], _hash_key(index["KeySchema"])))
+
+    def write(self, load: Load, table: str, item: dict[str, str], units: float = 1.0) -> None:
+        load.writes[(table, item[self.tables[table]])] += units
+        for index, hash_key in self.indexes[table]:
+            if hash_key in item:
+                load.writes[(f"{table}/{index}", item[hash_key])] += units
+
+    def read(
+        self, load: Load, table: str, partition: str, units: float = 1.0, index: str | None = None
+    ) -> None:
+        load.reads[(f"{table}/{index}" if index else table, partition)] += units
+
+
+def _hash_key(key_schema: list[dict[str, str]]) -> str:
+    return next(part["AttributeName"] for part in key_schema if part["KeyType"] == "HASH")
+
+
+# --- the two layouts: the items an operation touches, as the code builds them -----------------------------
+
+
+class Layout:
+    name = "after"
+    api_key_read_units = 0.5  # adapters.dynamodb.api_keys reads eventually consistent
+
+    def session(self, project: str, session_id: str, user: str, *, pending: bool = False) -> dict[str, str]:
+        item = {
+            "pk": keys.session_partition(project, session_id),
+            "session_id": session_id,
+            "user_key": keys.user_partition(project, user, session_id),
+            "updated_key": keys.updated_key("2026-11-23T00:00:00.000000Z", session_id),
+        }
+        if pending:
+            item["teardown_pending"] = keys.pending_partition(session_id)
+        return item
+
+    def tag_claim(self, project: str, tag: str) -> dict[str, str]:
+        return {"pk": keys.tag_partition(project, tag), "sk": "tag"}
+
+    def project_partitions(self, project: str) -> list[str]:
+        return keys.project_partitions(project)
+
+    def user_partitions(self, project: str, user: str) -> list[str]:
+        return keys.user_partitions(project, user)
+
+    def pending_partitions(self) -> list[str]:
+        return keys.pending_partitions()
+
+    def epoch_partitions(self) -> list[str]:
+        return [f"_cache_epoch#{copy}" for copy in range(Settings().cache_epoch_copies)]
+
+
+class BeforeLayout(Layout):
+    """Commit 0b479a6: HASH project_id on the table and by_updated, user_key = project#user, a constant
+    "pending" partition for the sweeper's index, tag claims under the project's own key."""
+
+    name = "before"
+    api_key_read_units = 1.0  # strongly consistent then
+
+    def session(self, project: str, session_id: str, user: str, *, pending: bool = False) -> dict[str, str]:
+        item = {"project_id": project, "session_id": session_id, "user_key": f"{project}#{user}"}
+        if pending:
+            item["teardown_pending"] = "pending"
+        return item
+
+    def tag_claim(self, project: str, tag: str) -> dict[str, str]:
+        return {"project_id": project, "sk": f"tag#{tag}"}
+
+    def project_partitions(self, project: str) -> list[str]:
+        return [project]
+
+    def user_partitions(self, project: str, user: str) -> list[str]:
+        return [f"{project}#{user}"]
+
+    def pending_partitions(self) -> list[str]:
+        return ["pending"]
+
+    def epoch_partitions(self) -> list[str]:
+        return []  # no cache epoch then
+
+
+# --- the workload ------------------------------------------------------------------------------------------
+
+
+def zipf_tenants(count: int, largest_share: float) -> tuple[list[str], list[float]]:
+    """Tenant ids and cumulative weights of a Zipf law giving the first tenant `largest_share`."""
+    low, high = 0.0, 4.0
+    for _ in range(60):
+        exponent = (low + high) / 2
+        weights = [rank**-exponent for rank in range(1, count + 1)]
+        share = weights[0] / sum(weights)
+        low, high = (exponent, high) if share < largest_share else (low, exponent)
+    total = sum(weights)
+    cumulative, running = [], 0.0
+    for weight in weights:
+        running += weight / total
+        cumulative.append(running)
+    return [f"prj_{rank:026d}" for rank in range(count)], cumulative
+
+
+def operations(rng: random.Random) -> Iterator[tuple[str, str]]:
+    tenants, cumulative = zipf_tenants(TENANTS, LARGEST_SHARE)
+    for operation, share in MIX.items():
+        for _ in range(int(OPS * share)):
+            yield operation, tenants[min(bisect.bisect(cumulative, rng.random()), TENANTS - 1)]
+
+
+def simulate(layout: Layout, schema: Schema, seed: int = 7) -> Load:
+    rng = random.Random(seed)
+    load = Load()
+    s = "SessionsTable"
+    for operation, project in operations(rng):
+        session_id = ids.new_session_id()
+        user = f"user-{rng.randrange(ACTIVE_USERS_PER_TENANT)}"
+        item = layout.session(project, session_id, user)
+        home = item[schema.tables[s]]
+        if operation == "get":
+            if rng.random() > CACHE_HIT_RATIO:
+                schema.read(load, s, home)
+        elif operation == "execute":
+            schema.read(load, s, home)
+            schema.write(load, "AuditTable", {"session_key": keys.audit_partition(project, session_id)})
+            if rng.random() < 1 / EXECUTES_PER_SANDBOX:
+                schema.write(load, s, item)  # the fence records the sandbox
+        elif operation == "patch":
+            schema.read(load, s, home)
+            schema.write(load, s, item)
+            schema.write(load, "AuditTable", {"session_key": keys.audit_partition(project, session_id)})
+        elif operation in ("create", "create_tagged"):
+            schema.write(load, s, item)
+            schema.write(load, "AuditTable", {"session_key": keys.audit_partition(project, session_id)})
+            if operation == "create_tagged":
+                claim = layout.tag_claim(project, f"tag-{rng.randrange(1_000_000)}")
+                schema.read(load, "ProjectsTable", claim[schema.tables["ProjectsTable"]])
+                schema.write(load, "ProjectsTable", claim)
+        elif operation == "delete":
+            tombstone = layout.session(project, session_id, user, pending=True)
+            schema.write(load, s, tombstone)
+            schema.read(load, s, home)  # teardown reads the tombstone...
+            schema.write(load, s, tombstone)  # ...and completes: its pending marker leaves the index
+        elif operation == "list":  # one page: every shard's first page, about one read unit each
+            for partition in layout.project_partitions(project):
+                schema.read(load, s, partition)
+        elif operation == "changed_since":
+            for partition in layout.project_partitions(project):
+                schema.read(load, s, partition, 0.5, index="by_updated")
+        elif operation == "authorize":
+            # One key per tenant: the worst case for a key's item.
+            schema.read(load, "ApiKeysTable", f"key-of-{project}", layout.api_key_read_units)
+    # The sweeper: every 5 minutes, one query per shard of its index (negligible, but it is a key).
+    for partition in layout.pending_partitions():
+        schema.read(load, s, partition, 1 / 300, index="pending_teardown")
+    # Every function instance re-reads its copy of the cache epoch once a second.
+    copies = layout.epoch_partitions()
+    for container in range(CONTAINERS if copies else 0):
+        schema.read(load, "ProjectsTable", copies[container % len(copies)])
+    return load
+
+
+def hottest(load: Load) -> dict[str, dict[str, Any]]:
+    table: dict[str, dict[str, Any]] = defaultdict(lambda: {"write": (0.0, ""), "read": (0.0, "")})
+    for (name, partition), units in load.writes.items():
+        table[name]["write"] = max(table[name]["write"], (units / WRITE_LIMIT, partition))
+    for (name, partition), units in load.reads.items():
+        table[name]["read"] = max(table[name]["read"], (units / READ_LIMIT, partition))
+    return dict(sorted(table.items()))
+
+
+def before_template() -> Template | None:
+    try:
+        text = subprocess.run(
+            ["git", "show", f"{BEFORE_COMMIT}:template.yaml"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+            text=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return Template(load_yaml(text), ROOT)
+
+
+def report(label: str, rows: dict[str, dict[str, Any]], out: Callable[[str], None]) -> bool:
+    out(f"\n{label}: the hottest partition key of each table and index,")
+    out(f"  as a fraction of the per-partition limit (goal <= {GOAL})")
+    out(f"  {'table / index':44} {'writes':>8} {'reads':>8}  hottest key")
+    ok = True
+    for name, row in rows.items():
+        (write, write_key), (read, read_key) = row["write"], row["read"]
+        passed = write <= GOAL and read <= GOAL
+        ok &= passed
+        key = write_key if write >= read else read_key
+        out(f"  {name:44} {write:8.3f} {read:8.3f}  {'PASS' if passed else 'FAIL'}  {key[:40]}")
+    return ok
+
+
+def main(out: Callable[[str], None] = print) -> bool:
+    out(f"Key-load model: {OPS:,} operations/s over {TENANTS:,} tenants (Zipf, largest {LARGEST_SHARE:.0%}),")
+    out("  mix " + ", ".join(f"{name} {share:.0%}" for name, share in MIX.items()))
+    legacy = before_template()
+    if legacy is not None:
+        report(
+            "before (commit " + BEFORE_COMMIT + ")", hottest(simulate(BeforeLayout(), Schema(legacy))), out
+        )
+    ok = report(
+        "after (template.yaml + session_service.keys)",
+        hottest(simulate(Layout(), Schema(Template.load(ROOT / "template.yaml")))),
+        out,
+    )
+    out(
+        "  ApiKeysTable assumes one key per tenant and API Gateway's decision cache missing 20 % of requests;"
+    )
+    out("  AuthorizerCacheTtlSeconds=0 sends every request of a key to one item (see docs/operations.md).")
+    return ok
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
