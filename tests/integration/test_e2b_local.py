@@ -28,6 +28,7 @@ from e2b import (
 )
 
 from devstack.e2b_local import LocalE2B
+from devstack.e2b_local.state import PRUNE_SECONDS
 from plugins.services import sandbox_processes
 
 
@@ -363,6 +364,20 @@ def test_what_a_finished_command_left_running_ends_with_its_sandbox(
     {"kill": sandbox.kill, "pause": sandbox.pause, "reset": e2b_env.reset}[end]()
 
     eventually(lambda: sandbox_processes(sandbox.sandbox_id) == [], within=2)
+
+
+@linux_only
+def test_finished_commands_are_reaped_once_their_groups_are_empty(sandbox: Sandbox) -> None:
+    pids = [int(sandbox.commands.run("echo $$").stdout) for _ in range(3)]
+
+    def zombie_child(pid: int) -> bool:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return False
+        return fields[0] == "Z" and int(fields[1]) == os.getpid()
+
+    eventually(lambda: not any(zombie_child(pid) for pid in pids), within=PRUNE_SECONDS + 2)
 
 
 @linux_only

@@ -7,7 +7,7 @@ The group also outlives its leader: `server >/dev/null 2>&1 &` returns at once a
 the group of the (exited) command. To reach such leftovers when the sandbox is paused or killed, a finished
 command's leader is not reaped while its group still has members (where `waitid(WNOWAIT)` exists): an
 unreaped leader keeps its pid, and therefore the group id, reserved, so the group can be killed later without
-ever signalling a stranger that reused the number.
+ever signalling a stranger that reused the number. The registry reaps kept leaders whose groups emptied.
 
 The group stays in the server's session (`process_group=0`, not a new session): a supervisor that started
 the server in a session of its own (the dev stack does) can sweep that session as a last resort.
@@ -33,9 +33,10 @@ from typing import IO, Any
 from devstack.services import HAVE_PROCFS, live_processes
 
 READ_CHUNK = 32 * 1024  # envd reads output in 32 KiB chunks as well
-# waitid(WNOWAIT) reads an exit status without reaping; without it (macOS before 3.13) a finished command
-# is reaped at once and its leftovers are only reached by the supervisor's session sweep.
-_CAN_PEEK = hasattr(os, "waitid") and hasattr(os, "WNOWAIT")
+# waitid(WNOWAIT) reads an exit status without reaping, and /proc tells when a kept group has emptied.
+# Without either (macOS), a finished command is reaped at once and its leftovers are only reached by the
+# supervisor's session sweep.
+_CAN_PEEK = hasattr(os, "waitid") and hasattr(os, "WNOWAIT") and HAVE_PROCFS
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ STATES = (RUNNING, PAUSED)
 ENVD_VERSION = "0.4.2"
 DEFAULT_TIMEOUT = 15  # seconds: the API's default when a request omits it
 MAX_TIMEOUT = 86_400  # the API refuses anything above 24 h
-PRUNE_SECONDS = 2.0  # how often finished commands whose groups emptied are reaped (one /proc scan each time)
+PRUNE_SECONDS = 2.0  # how often finished commands whose groups emptied are reaped (one /proc scan)
 HOME = "/home/user"  # the sandbox user's home in real templates, mapped onto the sandbox directory
 
 # How in-flight command streams end when their sandbox goes away under them; the SDK maps `canceled` to a
@@ -100,7 +100,8 @@ class Sandbox:
     workdir: Path
     state: str = RUNNING
     processes: dict[int, RunningProcess] = field(default_factory=dict)  # running commands, by pid
-    # Finished commands whose process groups still had members (`server &`): killed with the sandbox.
+    # Finished commands whose process groups may still have members (`server &`): killed with the
+    # sandbox, reaped once their groups are found empty.
     leftovers: list[RunningProcess] = field(default_factory=list)
 
     def snapshot(self) -> dict[str, Any]:
@@ -334,14 +335,14 @@ class Registry:
             return dict(sandbox.processes)
 
     def forget(self, sandbox: Sandbox, process: RunningProcess) -> None:
-        """The command's stream is over. If its group still has members and the sandbox runs, the group is
-        kept to be killed with the sandbox; otherwise the leader is reaped."""
-        lingering = process.exit_status() is None or bool(groups_with_members([process.pid]))
+        """The command's stream is over. While its sandbox runs, its group is kept (to be killed with the
+        sandbox) until a prune pass finds it empty; otherwise the leader is reaped now. (No /proc scan per
+        command: one pass every PRUNE_SECONDS looks at every kept group at once.)"""
         with self._lock:
             if sandbox.processes.get(process.pid) is process:
                 del sandbox.processes[process.pid]
             running = self._sandboxes.get(sandbox.sandbox_id) is sandbox and sandbox.state == RUNNING
-            if lingering and running and not self._closed:
+            if running and not self._closed:
                 sandbox.leftovers.append(process)
                 return
         process.release()
