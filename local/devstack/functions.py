@@ -174,6 +174,10 @@ class FunctionError(RuntimeError):
         )
 
 
+class RuntimeStopped(RuntimeError):
+    """The runtime was stopped (the dev stack is stopping): no invocation runs any more."""
+
+
 class FunctionRuntime(Protocol):
     """What the gateway (and later the SQS poller and scheduler) needs from a runtime."""
 
@@ -545,7 +549,7 @@ class FunctionPool:
         with self._condition:
             while True:
                 if self._closed:
-                    raise RuntimeError(f"{self.function.logical_id}: the runtime is stopped")
+                    raise RuntimeStopped(f"{self.function.logical_id}: the runtime is stopped")
                 if self._idle:
                     return self._idle.pop()
                 if self._count < self.max_workers:
@@ -565,7 +569,7 @@ class FunctionPool:
             closed = self._closed
         if closed:  # stop() ran while the worker was being started: it must not run an invocation
             self._discard(worker, kill=True)
-            raise RuntimeError(f"{self.function.logical_id}: the runtime is stopped")
+            raise RuntimeStopped(f"{self.function.logical_id}: the runtime is stopped")
         return worker
 
     def _release(self, worker: _Worker) -> None:
@@ -667,7 +671,7 @@ class ProcessRuntime:
     def pool(self, logical_id: str) -> FunctionPool:
         with self._lock:
             if self._stopped:
-                raise RuntimeError(f"{logical_id}: the runtime is stopped")
+                raise RuntimeStopped(f"{logical_id}: the runtime is stopped")
             pool = self._pools.get(logical_id)
             if pool is None:
                 function = self.template.function(logical_id)

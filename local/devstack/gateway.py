@@ -16,6 +16,7 @@ import logging
 import re
 import secrets
 import socket
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -25,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from devstack.functions import FunctionRuntime, Invocation
+from devstack.functions import FunctionRuntime, Invocation, RuntimeStopped
 from devstack.template import Authorizer, HttpRoute, LocalResources, Template, resolve
 
 log = logging.getLogger("devstack.gateway")
@@ -458,6 +459,11 @@ class _Server(ThreadingHTTPServer):
             with self._connections_lock:
                 self._connections.discard(request)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (or a connection stop() cut) is not an error worth a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
     def close_connections(self) -> None:
         with self._connections_lock:
             connections = list(self._connections)
@@ -480,6 +486,9 @@ class _Handler(BaseHTTPRequestHandler):
         request_id = base64.b64encode(secrets.token_bytes(10)).decode().rstrip("=") + "="
         try:
             body = self._read_body()
+        except _ClientGone:  # the body never arrived whole: API Gateway invokes nothing, and neither do we
+            self.close_connection = True
+            return
         except ValueError:
             reply = _json_reply(400, {"message": "Bad Request"})
         except _TooLarge:
@@ -498,6 +507,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
             try:
                 reply = self.server.gateway.handle(request)
+            except RuntimeStopped:  # the dev stack is stopping
+                reply = _json_reply(503, {"message": "Service Unavailable"})
+                self.close_connection = True
             except Exception:
                 log.exception("gateway error on %s %s", self.command, path)
                 reply = _json_reply(*SERVER_ERROR)
@@ -526,7 +538,10 @@ class _Handler(BaseHTTPRequestHandler):
         if length > MAX_BODY_BYTES:
             self._discard(length)
             raise _TooLarge
-        return self.rfile.read(length)
+        body = self.rfile.read(length)
+        if len(body) < length:
+            raise _ClientGone
+        return body
 
     def _discard(self, length: int) -> None:
         """Read a refused body so the client sees the 413 rather than a reset (up to a sane amount)."""
@@ -557,3 +572,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _TooLarge(Exception):
     pass
+
+
+class _ClientGone(Exception):
+    """The connection ended (or was cut by stop()) before the whole request arrived."""

@@ -40,7 +40,7 @@ log = logging.getLogger("devstack")
 
 DEMO_PROJECTS = ("demo-a", "demo-b")
 DOCKER_HOST = "host.docker.internal"
-POLLER_GRACE = 0.5  # seconds pollers get to notice the stop once the runtime has ended their invocations
+POLLER_GRACE = 1.0  # seconds pollers get once the runtime has ended their invocations (an SQS long poll)
 SERVICE_GRACE = 1.5  # seconds each service gets after SIGTERM before SIGKILL (all of them in parallel)
 
 
@@ -238,7 +238,7 @@ class DevStack:
                 thread.join(max(0.0, deadline - time.monotonic()))
             busy = [thread.name for thread in stopping if thread.is_alive()]
             if busy:
-                log.warning("not waiting for %s (their threads end with the process)", ", ".join(busy))
+                log.info("not waiting for %s (their threads end with the process)", ", ".join(busy))
             _step("the services", lambda: stop_all([self.e2b, self.redis, self.moto], SERVICE_GRACE))
             killed = kill_sessions(sessions)
             if killed:

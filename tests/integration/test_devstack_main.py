@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -73,6 +75,24 @@ def test_the_demo_key_creates_and_reads_a_session(devstack: dict[str, Any]) -> N
     )
     assert status == 201, created
     assert http("GET", f"{api}/v1/sessions/{created['id']}", key) == (200, created)
+
+
+def test_a_request_whose_body_never_arrives_whole_invokes_nothing(devstack: dict[str, Any]) -> None:
+    api, key = urlsplit(devstack["api_url"]), devstack["projects"][0]["api_key"]
+    body = b'{"user_id": "cut-short"}'  # valid JSON, but 100 bytes were promised
+    with socket.create_connection((api.hostname or "127.0.0.1", api.port or 80), timeout=10) as sock:
+        sock.sendall(
+            f"POST {api.path}/v1/sessions HTTP/1.1\r\nHost: {api.netloc}\r\nx-api-key: {key}\r\n"
+            "content-type: application/json\r\ncontent-length: 100\r\n\r\n".encode()
+            + body
+        )
+        sock.shutdown(socket.SHUT_WR)
+
+        assert sock.recv(1024) == b""  # closed without an answer
+
+    status, listed = http("GET", f"{devstack['api_url']}/v1/sessions?limit=100", key)
+    assert status == 200
+    assert "cut-short" not in json.dumps(listed)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads child processes from /proc")

@@ -132,7 +132,7 @@ def _half_sent_request(url: str) -> socket.socket:
     parts = urlsplit(url)
     sock = socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=5)
     sock.sendall(
-        f"POST {parts.path or '/'}/v1/sessions HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"POST {parts.path.rstrip('/')}/v1/sessions HTTP/1.1\r\nHost: {parts.netloc}\r\n"
         "Content-Type: application/json\r\nx-api-key: half\r\nX-API-KEY: half\r\n"
         "Content-Length: 100\r\n\r\n0123456789".encode()
     )
