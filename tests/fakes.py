@@ -26,6 +26,7 @@ from session_service.models import (
     Project,
     SandboxListing,
     Session,
+    TokenRecord,
     Tombstone,
     UsageRecord,
 )
@@ -322,3 +323,25 @@ class FakeProjectStore:
 
     def get(self, project_id: str) -> Project | None:
         return self.projects.get(project_id)
+
+
+class FakeTokenStore:
+    """Session tokens in memory; `live` is the set of (project_id, session_id) a token may be issued for."""
+
+    def __init__(self, live: set[tuple[str, str]] | None = None) -> None:
+        self.live = live or set()
+        self.records: list[TokenRecord] = []
+
+    def issue(self, record: TokenRecord) -> bool:
+        if (record.project_id, record.session_id) not in self.live:
+            return False
+        self.records.append(record)
+        return True
+
+    def get_by_hash(self, token_hash: str) -> TokenRecord | None:
+        return next((r for r in self.records if r.token_hash == token_hash), None)
+
+    def purge_session(self, project_id: str, session_id: str) -> int:
+        kept = [r for r in self.records if (r.project_id, r.session_id) != (project_id, session_id)]
+        purged, self.records = len(self.records) - len(kept), kept
+        return purged

@@ -1,27 +1,25 @@
-"""Calling the route functions the way API Gateway does: events built from the samples in events/,
-run through the template's authorizer and handler functions in-process (see devstack.functions)."""
+"""Calling the route functions the way API Gateway does: the local gateway (devstack.gateway) routes the
+request by template.yaml, runs the route's authorizer and builds the payload 2.0 event, and the functions
+run in-process (devstack.functions.InProcessInvoker) against the session's real services."""
 
 from __future__ import annotations
 
-import copy
 import json
+import threading
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
-EVENTS = Path(__file__).resolve().parents[2] / "events"
+from devstack.functions import Invocation
+from devstack.gateway import Gateway, Request
+from devstack.worker import error_payload
 
-# (method, route) → (function logical id, sample event)
-ROUTES = {
-    ("POST", "/v1/sessions"): ("CreateSessionFunction", "create_session.json"),
-    ("GET", "/v1/sessions"): ("ListSessionsFunction", "list_sessions.json"),
-    ("GET", "/v1/sessions/{session_id}"): ("GetSessionFunction", "get_session.json"),
-    ("PATCH", "/v1/sessions/{session_id}"): ("UpdateSessionFunction", "update_session.json"),
-    ("DELETE", "/v1/sessions/{session_id}"): ("DeleteSessionFunction", "delete_session.json"),
-    ("POST", "/v1/sessions/{session_id}/execute"): ("ExecuteFunction", "execute.json"),
-}
+EVENTS = Path(__file__).resolve().parents[2] / "events"
 
 
 def sample_event(name: str) -> dict[str, Any]:
@@ -41,19 +39,33 @@ class Project:
     api_key: str
 
 
-class Api:
-    """A client of the route functions: authorizer first (with the key), then the route's handler."""
+class _Runtime:
+    """The invoker as the gateway's runtime, with per-call environment overrides for the route's function
+    (a test points one function at a broken dependency; the authorizer keeps its own environment)."""
 
     def __init__(self, invoker: Any) -> None:
         self.invoker = invoker
+        self.local = threading.local()
 
-    def authorize(self, api_key: str | None) -> dict[str, Any]:
-        event = sample_event("authorizer.json")
-        event["headers"].pop("x-api-key", None)
-        if api_key is not None:
-            event["headers"]["x-api-key"] = api_key
-            event["identitySource"] = [api_key]
-        return self.invoker.invoke("AuthorizerFunction", event)
+    def execute(self, logical_id: str, event: Any) -> Invocation:
+        route_function = getattr(self.local, "route", None)
+        overrides = getattr(self.local, "env", None) if logical_id == route_function else None
+        started = time.perf_counter()
+        try:
+            result = self.invoker.invoke(logical_id, event, env_overrides=overrides)
+        except Exception as error:
+            return Invocation(logical_id, str(uuid.uuid4()), error=error_payload(error))
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        return Invocation(logical_id, str(uuid.uuid4()), result=result, duration_ms=elapsed_ms)
+
+
+class Api:
+    """A client of the route functions through the local API Gateway (routes, authorizers, events)."""
+
+    def __init__(self, invoker: Any) -> None:
+        self.invoker = invoker
+        self.runtime = _Runtime(invoker)
+        self.gateway = Gateway(invoker.template, invoker.resources, self.runtime, stage="$default")
 
     def create(self, project: Project, **body: object) -> dict[str, Any]:
         """POST /v1/sessions with user_id "u1" unless given; asserts the 201."""
@@ -67,26 +79,38 @@ class Api:
         path: str,
         *,
         key: str | None,
+        token: str | None = None,
         body: Any = None,
         raw_body: str | None = None,
         query: dict[str, str] | None = None,
         env: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Reply:
-        parts = path.strip("/").split("/")
-        route = "/".join(["", "v1", "sessions", "{session_id}", *parts[3:]][: len(parts) + 1])
-        function, sample = ROUTES[(method, route)]
-        event = copy.deepcopy(sample_event(sample))
-        event["rawPath"] = event["requestContext"]["http"]["path"] = path
-        event["pathParameters"] = {"session_id": parts[2]} if len(parts) >= 3 else None
-        event["queryStringParameters"] = query or None
-        event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in (query or {}).items())
-        event["body"] = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
-        decision = self.authorize(key)
-        assert decision["isAuthorized"] is True
-        event["requestContext"]["authorizer"] = {"lambda": decision.get("context", {})}
-        result = self.invoker.invoke(function, event, env_overrides=env)
-        text = result.get("body") or "null"
-        return Reply(status=result["statusCode"], body=json.loads(text), headers=result.get("headers") or {})
+        data = raw_body if raw_body is not None else (json.dumps(body) if body is not None else None)
+        sent = [("content-type", "application/json"), *(headers or {}).items()]
+        if key is not None:
+            sent.append(("x-api-key", key))
+        if token is not None:
+            sent.append(("authorization", f"Bearer {token}"))
+        request = Request(
+            method=method,
+            path=path,
+            query=urlencode(query or {}),
+            protocol="HTTP/1.1",
+            headers=sent,
+            body=(data or "").encode(),
+            source_ip="127.0.0.1",
+            request_id=uuid.uuid4().hex,
+        )
+        matched = self.gateway.match(method, path)
+        self.runtime.local.route = matched[0].http.function if matched else None
+        self.runtime.local.env = env
+        try:
+            reply = self.gateway.handle(request)
+        finally:
+            self.runtime.local.env = None
+        text = reply.body.decode() or "null"
+        return Reply(status=reply.status, body=json.loads(text), headers=dict(reply.headers))
 
 
 @pytest.fixture(scope="session")

@@ -51,3 +51,26 @@ def test_keys_cannot_be_issued_for_unknown_projects_or_revoked_across_projects(a
     issued = admin.issue_key(a.project_id)
     with pytest.raises(NotFound):
         admin.revoke_key(b.project_id, issued.key_id)
+
+
+def test_a_session_token_is_a_principal_for_one_session() -> None:
+    from fakes import FakeTokenStore
+    from session_service.models import CreateTokenRequest
+    from session_service.tokens import TokenService
+
+    keys = FakeKeyStore()
+    store = FakeTokenStore(live={("prj_a", "ses_01aaaaaaaaaaaaaaaaaaaaaaaa")})
+    now = [1000.0]
+    tokens = TokenService(store, now=lambda: now[0])
+    issued = tokens.mint("prj_a", "ses_01aaaaaaaaaaaaaaaaaaaaaaaa", CreateTokenRequest(ttl_s=60))
+    authenticator = Authenticator(keys, tokens)
+    principal = authenticator.principal_for(None, f"Bearer {issued.token}")
+    assert (principal.project_id, principal.session_id) == ("prj_a", "ses_01aaaaaaaaaaaaaaaaaaaaaaaa")
+    assert issued.token not in str(store.records)  # only the hash is kept
+    now[0] = store.records[0].expires_at + 1
+    with pytest.raises(Unauthorized, match="expired"):
+        authenticator.principal_for(None, f"Bearer {issued.token}")
+    with pytest.raises(Unauthorized):
+        authenticator.principal_for(None, "Bearer sst_bad")
+    with pytest.raises(NotFound):
+        tokens.mint("prj_a", "ses_01bbbbbbbbbbbbbbbbbbbbbbbb", CreateTokenRequest())  # not a live session

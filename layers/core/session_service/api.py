@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
+from session_service.auth import PROJECT_CONTEXT_KEY, TOKEN_SESSION_CONTEXT_KEY
 from session_service.errors import (
     BadRequest,
     Conflict,
@@ -43,7 +44,6 @@ STATUS: dict[type[DomainError], int] = {
     DependencyUnavailable: 503,
     SandboxUnavailable: 503,
 }
-PROJECT_CONTEXT_KEY = "project_id"
 
 
 def error_response(status: int, code: str, message: str, details: list | None = None) -> Response:
@@ -57,8 +57,10 @@ def error_response(status: int, code: str, message: str, details: list | None = 
     )
 
 
-def _require_project(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
-    """No route runs without a project: the authorizer sets it only for a valid, unrevoked key."""
+def _require_principal(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
+    """No route runs without a principal: the authorizer sets a project only for a valid, unrevoked API key
+    or a valid, unexpired session token. A session token reaches only its own session's routes: anything
+    else is 404 (another session) or 401 (a project route), and nothing runs."""
     lambda_context = (
         (app.current_event.request_context.authorizer.get_lambda or {}) if app.current_event else {}
     )
@@ -66,13 +68,20 @@ def _require_project(app: APIGatewayHttpResolver, next_middleware: NextMiddlewar
     if not project_id:
         reason = lambda_context.get("reason") or "missing or invalid API key"
         return error_response(401, Unauthorized.code, str(reason))
+    token_session = lambda_context.get(TOKEN_SESSION_CONTEXT_KEY)
+    if token_session:
+        path_session = (app.current_event.path_parameters or {}).get("session_id")
+        if path_session is None:
+            return error_response(401, Unauthorized.code, "a session token cannot use project routes")
+        if path_session != token_session:
+            return error_response(404, NotFound.code, "session not found")
     app.append_context(project_id=project_id)
     return next_middleware(app)
 
 
 def build_app() -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver()
-    app.use(middlewares=[_require_project])
+    app.use(middlewares=[_require_principal])
 
     @app.exception_handler(DomainError)
     def _domain_error(error: DomainError) -> Response:
@@ -115,11 +124,13 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def parse_body(app: APIGatewayHttpResolver, model: type[M]) -> M:
+def parse_body(app: APIGatewayHttpResolver, model: type[M], *, optional: bool = False) -> M:
     """Size, encoding, JSON and depth checks, then strict model validation: 413, 400 or 422 before
-    anything is changed."""
+    anything is changed. With `optional`, no body at all means an empty object (all defaults)."""
     event = app.current_event
     if event.body is None or event.body == "":
+        if optional:
+            return validate(model, {}, location="body")
         raise BadRequest("a JSON object body is required")
     try:
         raw = event.decoded_body or ""

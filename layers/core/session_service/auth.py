@@ -10,11 +10,19 @@ import hashlib
 import hmac
 import re
 import secrets
+from typing import TYPE_CHECKING
 
 from session_service import clock, ids
 from session_service.errors import NotFound, Unauthorized, ValidationFailed
-from session_service.models import ApiKeyRecord, IssuedKey, Project
+from session_service.models import ApiKeyRecord, IssuedKey, Principal, Project
 from session_service.ports import KeyStore, ProjectStore
+
+if TYPE_CHECKING:
+    from session_service.tokens import TokenService
+
+# The authorizer's context: the caller's project, and for a session token the only session it may reach.
+PROJECT_CONTEXT_KEY = "project_id"
+TOKEN_SESSION_CONTEXT_KEY = "token_session_id"  # noqa: S105 - a context key, not a secret
 
 KEY_FORMAT = re.compile(r"^ssk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 
@@ -29,9 +37,24 @@ def generate_key() -> tuple[str, str]:
     return key_id, f"ssk_{key_id}_{secrets.token_urlsafe(32)}"
 
 
+BEARER = re.compile(r"^Bearer\s+(\S+)$", re.IGNORECASE)
+
+
 class Authenticator:
-    def __init__(self, keys: KeyStore) -> None:
+    """API keys (a project) and session tokens (one session of a project)."""
+
+    def __init__(self, keys: KeyStore, tokens: TokenService | None = None) -> None:
         self._keys = keys
+        self._tokens = tokens
+
+    def principal_for(self, api_key: str | None, authorization: str | None) -> Principal:
+        """An `x-api-key` wins when both are sent; `Authorization: Bearer sst_...` is a session token."""
+        if api_key:
+            return Principal(project_id=self.project_for(api_key))
+        bearer = BEARER.match(authorization or "")
+        if bearer and self._tokens is not None:
+            return self._tokens.principal_for(bearer.group(1))
+        raise Unauthorized("missing API key or session token")
 
     def project_for(self, api_key: str | None) -> str:
         """The project a key belongs to; Unauthorized for a missing, malformed, unknown or revoked key."""

@@ -258,3 +258,44 @@ class ListSessionsParams(BaseModel):
     user_id: UserId | None = None
     changed_since: str | None = None
     include_deleted: bool = False
+
+
+# --- session tokens ---------------------------------------------------------------------------------------
+
+MIN_TOKEN_TTL_S, MAX_TOKEN_TTL_S, DEFAULT_TOKEN_TTL_S = 60, 86_400, 3_600
+
+
+class CreateTokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    ttl_s: Annotated[StrictInt, Field(ge=MIN_TOKEN_TTL_S, le=MAX_TOKEN_TTL_S)] = DEFAULT_TOKEN_TTL_S
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    """A session token as stored: only the SHA-256 of the token, never the token itself."""
+
+    token_hash: str
+    token_id: str
+    project_id: str
+    session_id: str
+    created_at: str
+    expires_at: int  # epoch seconds (also the table's TTL attribute)
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str = field(repr=False)
+    token_id: str = ""
+    expires_at: str = ""
+
+    def to_api(self) -> dict[str, Any]:
+        return {"token": self.token, "token_id": self.token_id, "expires_at": self.expires_at}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request is: a project (API key), or one session of a project (session token)."""
+
+    project_id: str
+    session_id: str | None = None  # set for a session token: the only session it may reach

@@ -12,6 +12,7 @@ from session_service.models import (
     Project,
     SandboxListing,
     Session,
+    TokenRecord,
     Tombstone,
     UsageRecord,
 )
@@ -155,6 +156,17 @@ class KeyStore(Protocol):
     def list_for_project(self, project_id: str) -> list[ApiKeyRecord]: ...
 
     def revoke(self, project_id: str, key_id: str, revoked_at: str) -> bool: ...
+
+
+class TokenStore(Protocol):
+    def issue(self, record: TokenRecord) -> bool:
+        """Store the token if its session is live (one transaction with a check on the session item).
+        False when the session is unknown or deleted."""
+
+    def get_by_hash(self, token_hash: str) -> TokenRecord | None: ...
+
+    def purge_session(self, project_id: str, session_id: str) -> int:
+        """Delete every token of a session (teardown); returns how many were deleted."""
 
 
 class ProjectStore(Protocol):

@@ -14,11 +14,13 @@ from session_service.settings import Settings
 if TYPE_CHECKING:
     from session_service.adapters.dynamodb.sessions import DynamoSessionStore
     from session_service.adapters.dynamodb.tables import Tables
+    from session_service.adapters.dynamodb.tokens import DynamoTokenStore
     from session_service.auth import Admin, Authenticator
     from session_service.cache_sync import CacheSync
     from session_service.ports import ResponseCache, SandboxProvider, TeardownQueue
     from session_service.service import SessionService
     from session_service.teardown import Sweeper, Teardown
+    from session_service.tokens import TokenService
     from session_service.workbench import Workbench
 
 
@@ -104,6 +106,7 @@ class Container:
             self.store,
             self.sandboxes,
             self.queue,
+            self.token_store if self.settings.tokens_table else None,
             max_sandboxes_per_run=self.settings.teardown_max_sandboxes_per_run,
             kill_concurrency=self.settings.teardown_kill_concurrency,
         )
@@ -127,11 +130,24 @@ class Container:
         return Sweeper(self.store, self.queue, grace_seconds=self.settings.teardown_grace_seconds)
 
     @cached_property
+    def token_store(self) -> DynamoTokenStore:
+        from session_service.adapters.dynamodb.tokens import DynamoTokenStore
+
+        return DynamoTokenStore(self.tables)
+
+    @cached_property
+    def tokens(self) -> TokenService:
+        from session_service.tokens import TokenService
+
+        return TokenService(self.token_store)
+
+    @cached_property
     def authenticator(self) -> Authenticator:
         from session_service.adapters.dynamodb.api_keys import DynamoKeyStore
         from session_service.auth import Authenticator
 
-        return Authenticator(DynamoKeyStore(self.tables))
+        tokens = self.tokens if self.settings.tokens_table else None
+        return Authenticator(DynamoKeyStore(self.tables), tokens)
 
     @cached_property
     def admin(self) -> Admin:
@@ -177,3 +193,7 @@ def workbench() -> Workbench:
 
 def cache_sync() -> CacheSync:
     return container().cache_sync
+
+
+def tokens() -> TokenService:
+    return container().tokens

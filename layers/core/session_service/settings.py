@@ -25,6 +25,8 @@ class Settings(BaseModel):
     projects_table: str = ""
     api_keys_table: str = ""
     audit_table: str = ""
+    tokens_table: str = ""
+    tools_table: str = ""
 
     redis_host: str | None = None
     redis_port: int = 6379

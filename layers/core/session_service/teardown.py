@@ -17,7 +17,7 @@ from session_service import clock
 from session_service.errors import SandboxRateLimited, SandboxUnavailable, TeardownIncomplete
 from session_service.models import TeardownMessage, TeardownReport, Tombstone
 from session_service.observability import annotate, count, logger
-from session_service.ports import SandboxProvider, SessionStore, TeardownQueue
+from session_service.ports import SandboxProvider, SessionStore, TeardownQueue, TokenStore
 
 _KILL_ATTEMPTS = 5
 
@@ -28,6 +28,7 @@ class Teardown:
         store: SessionStore,
         sandboxes: SandboxProvider,
         queue: TeardownQueue,
+        tokens: TokenStore | None = None,
         *,
         max_sandboxes_per_run: int = 100,
         kill_concurrency: int = 8,
@@ -37,6 +38,7 @@ class Teardown:
         self._store = store
         self._sandboxes = sandboxes
         self._queue = queue
+        self._tokens = tokens
         self._max_per_run = max_sandboxes_per_run
         self._concurrency = kill_concurrency
         self._sleep = sleep
@@ -74,6 +76,8 @@ class Teardown:
             if killed:
                 self._store.record_teardown(project_id, session_id, killed=killed, done_at=None)
             return TeardownReport("done" if killed else "skipped", killed)
+        if self._tokens is not None:
+            count("SessionTokensPurged", self._tokens.purge_session(project_id, session_id))
         self._store.record_teardown(project_id, session_id, killed=killed, done_at=self._now())
         count("TeardownsCompleted")
         logger.info("teardown done", extra={"session_id": session_id, "sandboxes_killed": killed})

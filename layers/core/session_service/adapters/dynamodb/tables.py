@@ -15,7 +15,7 @@ from typing import Any
 from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
 from pynamodb.models import Model
 
 from session_service.errors import DependencyUnavailable
@@ -160,7 +160,26 @@ class Tables:
             revoked_at = UnicodeAttribute(null=True)
             by_project = ByProject()
 
+        class BySession(GlobalSecondaryIndex):
+            """A session's tokens (teardown purges them); KEYS_ONLY carries the table key, token_hash."""
+
+            Meta = _index_meta("by_session", KeysOnlyProjection())
+            session_key = UnicodeAttribute(hash_key=True)
+            token_id = UnicodeAttribute(range_key=True)
+
+        class TokenItem(Model):
+            Meta = table_meta(settings.tokens_table)  # type: ignore[assignment]
+            token_hash = UnicodeAttribute(hash_key=True)
+            token_id = UnicodeAttribute()
+            project_id = UnicodeAttribute()
+            session_id = UnicodeAttribute()
+            session_key = UnicodeAttribute()  # keys.audit_partition(project_id, session_id)
+            created_at = UnicodeAttribute()
+            expires_at = NumberAttribute()  # epoch seconds; DynamoDB TTL
+            by_session = BySession()
+
         self.SessionItem = SessionItem
         self.ProjectItem = ProjectItem
         self.AuditItem = AuditItem
         self.ApiKeyItem = ApiKeyItem
+        self.TokenItem = TokenItem
