@@ -62,3 +62,12 @@ def tag_partition(project_id: str, tag: str) -> str:
 
 def audit_partition(project_id: str, session_id: str) -> str:
     return f"{project_id}#{session_id}"
+
+
+CATALOG_VERSION_COPIES = 8
+
+
+def catalog_version_partition(project_id: str, copy: int) -> str:
+    """One of the copies of a project's tool-catalog version: every tool call reads one (strongly
+    consistent), so they are spread; a catalog change moves them all in one transaction."""
+    return f"{project_id}#catalog#{copy}"

@@ -196,6 +196,7 @@ class UsageRecord:
     duration_ms: int
     exit_code: int | None
     timed_out: bool
+    tool: str | None = None  # the tool whose call ran it (None: an execute)
 
 
 @dataclass(frozen=True)
@@ -299,3 +300,127 @@ class Principal:
 
     project_id: str
     session_id: str | None = None  # set for a session token: the only session it may reach
+
+
+# --- tools ------------------------------------------------------------------------------------------------
+
+TOOL_NAME = r"^[a-z][a-z0-9_]{0,63}$"
+ToolName = Annotated[StrictStr, Field(pattern=TOOL_NAME)]
+ToolTag = Annotated[StrictStr, Field(min_length=1, max_length=64)]
+MAX_TOOL_SEARCH_LIMIT = 50
+DEFAULT_TOOL_SEARCH_LIMIT = 10
+
+
+class PutToolRequest(BaseModel):
+    """A catalog tool: `command` runs in the session's sandbox with the call's arguments as JSON in the
+    environment variable TOOL_ARGUMENTS (never interpolated into the command)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    description: Annotated[StrictStr, Field(min_length=1, max_length=2000)]
+    input_schema: JsonObject
+    command: Annotated[StrictStr, Field(min_length=1, max_length=16_384)]
+    tags: Annotated[list[ToolTag], Field(max_length=20)] = Field(default_factory=list)
+    timeout_s: Annotated[StrictInt, Field(ge=1, le=MAX_COMMAND_TIMEOUT_S)] = DEFAULT_COMMAND_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    input_schema: JsonObject
+    tags: tuple[str, ...] = ()
+    command: str | None = None  # None for a built-in tool
+    timeout_s: int = DEFAULT_COMMAND_TIMEOUT_S
+    created_at: str | None = None
+    updated_at: str | None = None
+
+    @property
+    def builtin(self) -> bool:
+        return self.command is None
+
+    def to_api(self) -> dict[str, Any]:
+        """The catalog's view (project routes)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": self.input_schema,
+            "command": self.command,
+            "tags": list(self.tags),
+            "timeout_s": self.timeout_s,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+    def to_agent(self, score: float | None = None) -> dict[str, Any]:
+        """What an agent sees of a tool (search, MCP): no command, no bookkeeping."""
+        body: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": self.input_schema,
+            "tags": list(self.tags),
+        }
+        if score is not None:
+            body["score"] = round(score, 4)
+        return body
+
+
+class ListToolsParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    limit: Annotated[int, Field(ge=1, le=MAX_LIST_LIMIT)] = DEFAULT_LIST_LIMIT
+    cursor: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+
+
+class SearchToolsParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    query: Annotated[str, Field(max_length=1000)] | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_TOOL_SEARCH_LIMIT)] = DEFAULT_TOOL_SEARCH_LIMIT
+    cursor: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+
+
+class CallToolRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    arguments: JsonObject = Field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """A tool call's result, in the MCP shape: a tool's own failure is a result with is_error, never an
+    HTTP error, so that an agent can read it and react."""
+
+    content: list[dict[str, Any]]
+    is_error: bool
+    structured_content: dict[str, Any] | None = None
+    sandbox_id: str | None = None
+    duration_ms: int = 0
+
+    def to_api(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"content": self.content, "is_error": self.is_error}
+        if self.structured_content is not None:
+            body["structured_content"] = self.structured_content
+        body["sandbox_id"] = self.sandbox_id
+        body["duration_ms"] = self.duration_ms
+        return body
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    name: str
+    path: str
+    type: str  # "file" | "dir" | "symlink"
+    size: int
+
+
+@dataclass(frozen=True)
+class FileContent:
+    text: str
+    size: int  # bytes in the sandbox
+    truncated: bool
+
+
+class SandboxFileError(Exception):
+    """Adapter outcome: the sandbox refused a file operation (no such file, a directory, a bad path). A
+    tool's failure, reported to the agent as a result, not an HTTP error."""

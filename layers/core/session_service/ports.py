@@ -7,6 +7,8 @@ from typing import Protocol
 from session_service.models import (
     ApiKeyRecord,
     CommandResult,
+    FileContent,
+    FileEntry,
     ListQuery,
     Page,
     Project,
@@ -14,6 +16,7 @@ from session_service.models import (
     Session,
     TokenRecord,
     Tombstone,
+    Tool,
     UsageRecord,
 )
 
@@ -87,6 +90,16 @@ class SandboxProvider(Protocol):
         sandbox_timeout_s: int,
     ) -> CommandResult:
         """Run in the sandbox, resuming it if paused. Raises SandboxGone, SandboxUnavailable."""
+
+    def read_file(self, sandbox_id: str, path: str, *, max_bytes: int, sandbox_timeout_s: int) -> FileContent:
+        """The file's text (its first `max_bytes`, not-UTF-8 bytes replaced). Raises SandboxFileError (no
+        such file, a directory), SandboxGone, SandboxUnavailable."""
+
+    def write_file(self, sandbox_id: str, path: str, content: str, *, sandbox_timeout_s: int) -> FileEntry:
+        """Create or overwrite the file (and its parent directories). Raises as read_file."""
+
+    def list_files(self, sandbox_id: str, path: str, *, sandbox_timeout_s: int) -> list[FileEntry]:
+        """The directory's entries. Raises as read_file."""
 
 
 class ResponseCache(Protocol):
@@ -167,6 +180,25 @@ class TokenStore(Protocol):
 
     def purge_session(self, project_id: str, session_id: str) -> int:
         """Delete every token of a session (teardown); returns how many were deleted."""
+
+
+class ToolStore(Protocol):
+    """A project's tool catalog. Every change also moves the catalog's version, so readers can keep the
+    whole catalog in memory and re-read it only when it changed."""
+
+    def put(self, project_id: str, tool: Tool) -> bool:
+        """Create or replace; True when it was created."""
+
+    def get(self, project_id: str, name: str) -> Tool | None: ...
+
+    def delete(self, project_id: str, name: str) -> bool:
+        """False when there was no such tool."""
+
+    def page(self, project_id: str, limit: int, after: str | None) -> tuple[list[Tool], str | None]:
+        """Tools by name after `after`; the name to continue after, or None at the end."""
+
+    def catalog(self, project_id: str) -> list[Tool]:
+        """Every tool of the project, as of now (read-your-writes: a tool PUT before is in it)."""
 
 
 class ProjectStore(Protocol):

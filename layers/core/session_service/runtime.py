@@ -15,12 +15,14 @@ if TYPE_CHECKING:
     from session_service.adapters.dynamodb.sessions import DynamoSessionStore
     from session_service.adapters.dynamodb.tables import Tables
     from session_service.adapters.dynamodb.tokens import DynamoTokenStore
+    from session_service.adapters.dynamodb.tools import DynamoToolStore
     from session_service.auth import Admin, Authenticator
     from session_service.cache_sync import CacheSync
     from session_service.ports import ResponseCache, SandboxProvider, TeardownQueue
     from session_service.service import SessionService
     from session_service.teardown import Sweeper, Teardown
     from session_service.tokens import TokenService
+    from session_service.tools import ToolCatalog, ToolRouter
     from session_service.workbench import Workbench
 
 
@@ -124,6 +126,24 @@ class Container:
         )
 
     @cached_property
+    def tool_store(self) -> DynamoToolStore:
+        from session_service.adapters.dynamodb.tools import DynamoToolStore
+
+        return DynamoToolStore(self.tables)
+
+    @cached_property
+    def tool_catalog(self) -> ToolCatalog:
+        from session_service.tools import ToolCatalog
+
+        return ToolCatalog(self.tool_store)
+
+    @cached_property
+    def tool_router(self) -> ToolRouter:
+        from session_service.tools import ToolRouter
+
+        return ToolRouter(self.tool_store, self.workbench, output_cap=self.settings.command_output_cap_bytes)
+
+    @cached_property
     def sweeper(self) -> Sweeper:
         from session_service.teardown import Sweeper
 
@@ -197,3 +217,11 @@ def cache_sync() -> CacheSync:
 
 def tokens() -> TokenService:
     return container().tokens
+
+
+def tool_catalog() -> ToolCatalog:
+    return container().tool_catalog
+
+
+def tool_router() -> ToolRouter:
+    return container().tool_router

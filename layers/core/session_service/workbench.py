@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from session_service import clock, ids
 from session_service.errors import NotFound, SandboxGone, SandboxUnavailable
 from session_service.models import (
+    CommandResult,
     ExecuteRequest,
     ExecutionResult,
+    FileContent,
+    FileEntry,
     Session,
     Tombstone,
     UsageRecord,
@@ -24,6 +28,8 @@ from session_service.models import (
 )
 from session_service.observability import count, logger
 from session_service.ports import SandboxProvider, SessionStore, TeardownQueue
+
+T = TypeVar("T")
 
 _MAX_ATTEMPTS = 3
 # How long after a failed create a teardown re-checks the session: longer than any create can still take.
@@ -53,30 +59,82 @@ class Workbench:
     def execute(self, project_id: str, session_id: str, request: ExecuteRequest) -> ExecutionResult:
         if not ids.is_session_id(session_id):
             raise NotFound("session not found")
-        started = self._monotonic()
         session = self._live(project_id, session_id)
+        return self.run_command(
+            session, request.command, timeout_s=request.timeout_s, env=request.env, cwd=request.cwd
+        )
+
+    def run_command(
+        self,
+        session: Session,
+        command: str,
+        *,
+        timeout_s: int,
+        env: dict[str, str],
+        cwd: str | None = None,
+        tool: str | None = None,
+    ) -> ExecutionResult:
+        """Run a command in the session's sandbox (created on first use, resumed when paused); a usage
+        record is kept for it."""
+        started = self._monotonic()
+
+        def run(sandbox_id: str) -> CommandResult:
+            return self._sandboxes.run(
+                sandbox_id,
+                command,
+                timeout_s=timeout_s,
+                env=env,
+                cwd=cwd,
+                sandbox_timeout_s=self._sandbox_timeout(session),
+            )
+
+        sandbox_id, result, session = self._in_sandbox(session, run)
+        execution = ExecutionResult(sandbox_id, result, int((self._monotonic() - started) * 1000))
+        self._record_usage(session, execution, tool)
+        return execution
+
+    def read_file(self, session: Session, path: str, *, max_bytes: int) -> tuple[str, FileContent]:
+        timeout = self._sandbox_timeout(session)
+        sandbox_id, content, _ = self._in_sandbox(
+            session,
+            lambda box: self._sandboxes.read_file(box, path, max_bytes=max_bytes, sandbox_timeout_s=timeout),
+        )
+        return sandbox_id, content
+
+    def write_file(self, session: Session, path: str, content: str) -> tuple[str, FileEntry]:
+        timeout = self._sandbox_timeout(session)
+        sandbox_id, entry, _ = self._in_sandbox(
+            session, lambda box: self._sandboxes.write_file(box, path, content, sandbox_timeout_s=timeout)
+        )
+        return sandbox_id, entry
+
+    def list_files(self, session: Session, path: str) -> tuple[str, list[FileEntry]]:
+        timeout = self._sandbox_timeout(session)
+        sandbox_id, entries, _ = self._in_sandbox(
+            session, lambda box: self._sandboxes.list_files(box, path, sandbox_timeout_s=timeout)
+        )
+        return sandbox_id, entries
+
+    def live_session(self, project_id: str, session_id: str) -> Session:
+        """The session, or NotFound when it is unknown, another project's or deleted."""
+        if not ids.is_session_id(session_id):
+            raise NotFound("session not found")
+        return self._live(project_id, session_id)
+
+    def _in_sandbox(self, session: Session, operation: Callable[[str], T]) -> tuple[str, T, Session]:
+        """`operation(sandbox_id)` in the session's sandbox: created (and fenced) on first use, replaced when
+        it vanished (killed, expired) while the session lives on."""
         sandbox_id = session.sandbox_id or self._create_and_fence(session, replaces=None)
         for _ in range(_MAX_ATTEMPTS):
             try:
-                result = self._sandboxes.run(
-                    sandbox_id,
-                    request.command,
-                    timeout_s=request.timeout_s,
-                    env=request.env,
-                    cwd=request.cwd,
-                    sandbox_timeout_s=self._sandbox_timeout(session),
-                )
+                return sandbox_id, operation(sandbox_id), session
             except SandboxGone:
                 # Killed (by teardown after a delete, or by hand) or expired: a live session gets a new one.
-                session = self._live(project_id, session_id)
+                session = self._live(session.project_id, session.session_id)
                 if session.sandbox_id not in (None, sandbox_id):
-                    sandbox_id = session.sandbox_id  # a concurrent execute already replaced it
+                    sandbox_id = session.sandbox_id  # a concurrent call already replaced it
                 else:
                     sandbox_id = self._create_and_fence(session, replaces=sandbox_id)
-                continue
-            execution = ExecutionResult(sandbox_id, result, int((self._monotonic() - started) * 1000))
-            self._record_usage(session, execution)
-            return execution
         raise SandboxUnavailable("the session's sandbox kept disappearing; retry the request")
 
     def _live(self, project_id: str, session_id: str) -> Session:
@@ -135,7 +193,7 @@ class Workbench:
             )
             count("StraySandboxEnqueueFailures")
 
-    def _record_usage(self, session: Session, execution: ExecutionResult) -> None:
+    def _record_usage(self, session: Session, execution: ExecutionResult, tool: str | None) -> None:
         self._store.record_usage(
             UsageRecord(
                 project_id=session.project_id,
@@ -145,5 +203,6 @@ class Workbench:
                 duration_ms=execution.duration_ms,
                 exit_code=execution.result.exit_code,
                 timed_out=execution.result.timed_out,
+                tool=tool,
             )
         )

@@ -7,10 +7,14 @@ it never connects, because connecting resumes a paused sandbox. Vendor errors be
 
 from __future__ import annotations
 
+import codecs
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from e2b import CommandExitException, Sandbox, SandboxQuery, SandboxState
+from e2b import CommandExitException, FileType, Sandbox, SandboxQuery, SandboxState
 from e2b.exceptions import (
+    FileNotFoundException,
     InvalidArgumentException,
     NotFoundException,
     RateLimitException,
@@ -19,7 +23,14 @@ from e2b.exceptions import (
 )
 
 from session_service.errors import SandboxGone, SandboxRateLimited, SandboxUnavailable, ValidationFailed
-from session_service.models import CommandResult, SandboxListing, sandbox_metadata
+from session_service.models import (
+    CommandResult,
+    FileContent,
+    FileEntry,
+    SandboxFileError,
+    SandboxListing,
+    sandbox_metadata,
+)
 from session_service.observability import logger
 from session_service.output import BoundedOutput
 from session_service.settings import Settings
@@ -108,14 +119,7 @@ class E2BSandboxProvider:
                 stderr_bytes=stderr.total_bytes,
             )
 
-        try:
-            # connect() resumes a paused sandbox and extends its timeout; only the workbench does this.
-            sandbox = Sandbox.connect(sandbox_id, timeout=sandbox_timeout_s, **self._opts)
-        except NotFoundException as error:
-            raise SandboxGone(sandbox_id) from error
-        except Exception as error:
-            logger.warning("E2B connect failed", extra={"sandbox_id": sandbox_id, "error": repr(error)})
-            raise SandboxUnavailable("the sandbox service is unavailable; nothing was run") from error
+        sandbox = self._connect(sandbox_id, sandbox_timeout_s)
         try:
             # retain_output=False: the SDK keeps nothing; the callbacks cap each stream as it arrives.
             done = sandbox.commands.run(
@@ -145,3 +149,71 @@ class E2BSandboxProvider:
         except Exception as error:
             logger.warning("E2B command failed", extra={"sandbox_id": sandbox_id, "error": repr(error)})
             raise SandboxUnavailable("the sandbox did not run the command") from error
+
+    # -- files ----------------------------------------------------------------------------------------------
+
+    def _connect(self, sandbox_id: str, sandbox_timeout_s: int) -> Sandbox:
+        """connect() resumes a paused sandbox and extends its timeout; only the workbench does this."""
+        try:
+            return Sandbox.connect(sandbox_id, timeout=sandbox_timeout_s, **self._opts)
+        except NotFoundException as error:
+            raise SandboxGone(sandbox_id) from error
+        except Exception as error:
+            logger.warning("E2B connect failed", extra={"sandbox_id": sandbox_id, "error": repr(error)})
+            raise SandboxUnavailable("the sandbox service is unavailable; nothing was done") from error
+
+    def read_file(self, sandbox_id: str, path: str, *, max_bytes: int, sandbox_timeout_s: int) -> FileContent:
+        sandbox = self._connect(sandbox_id, sandbox_timeout_s)
+        with _file_errors(sandbox_id, path):
+            info = sandbox.files.get_info(path)
+            if info.type != FileType.FILE:
+                raise SandboxFileError(f"{path} is not a file")
+            kept, size = bytearray(), 0
+            with sandbox.files.read(path, format="stream") as stream:
+                for chunk in stream:  # never more than max_bytes in memory, however big the file
+                    size += len(chunk)
+                    kept += chunk[: max(0, max_bytes - len(kept))]
+                    if len(kept) >= max_bytes:
+                        break
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            text = decoder.decode(bytes(kept), final=False)  # a character cut by the cap is dropped
+            total = max(size, int(info.size or 0))
+            return FileContent(text=text, size=total, truncated=total > len(kept))
+
+    def write_file(self, sandbox_id: str, path: str, content: str, *, sandbox_timeout_s: int) -> FileEntry:
+        sandbox = self._connect(sandbox_id, sandbox_timeout_s)
+        with _file_errors(sandbox_id, path):
+            written = sandbox.files.write(path, content)
+        return FileEntry(name=written.name, path=written.path, type="file", size=len(content.encode()))
+
+    def list_files(self, sandbox_id: str, path: str, *, sandbox_timeout_s: int) -> list[FileEntry]:
+        sandbox = self._connect(sandbox_id, sandbox_timeout_s)
+        with _file_errors(sandbox_id, path):
+            entries = sandbox.files.list(path, depth=1)
+        return [
+            FileEntry(
+                name=entry.name,
+                path=entry.path,
+                type=entry.type.value if entry.type is not None else "unknown",
+                size=int(entry.size or 0),
+            )
+            for entry in entries
+        ]
+
+
+@contextmanager
+def _file_errors(sandbox_id: str, path: str) -> Iterator[None]:
+    """The sandbox's refusals are the tool's failure (reported to the agent); the rest is ours."""
+    try:
+        yield
+    except SandboxFileError:
+        raise
+    except FileNotFoundException as error:
+        raise SandboxFileError(f"no such file or directory: {path}") from error
+    except InvalidArgumentException as error:
+        raise SandboxFileError(f"{path}: {error}") from error
+    except (SandboxNotRunningException, NotFoundException) as error:
+        raise SandboxGone(sandbox_id) from error
+    except Exception as error:
+        logger.warning("E2B file call failed", extra={"sandbox_id": sandbox_id, "error": repr(error)})
+        raise SandboxUnavailable("the sandbox did not answer the file request") from error

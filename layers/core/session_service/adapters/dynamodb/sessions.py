@@ -300,6 +300,7 @@ class DynamoSessionStore:
             duration_ms=usage.duration_ms,
             exit_code=usage.exit_code,
             timed_out="true" if usage.timed_out else "false",
+            tool=usage.tool,
         )
         with dynamodb_errors("record_usage"):
             item.save()

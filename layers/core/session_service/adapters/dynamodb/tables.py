@@ -145,6 +145,7 @@ class Tables:
             duration_ms = NumberAttribute(null=True)
             exit_code = NumberAttribute(null=True)
             timed_out = UnicodeAttribute(null=True)
+            tool = UnicodeAttribute(null=True)
 
         class ByProject(GlobalSecondaryIndex):
             Meta = _index_meta("by_project")
@@ -178,8 +179,25 @@ class Tables:
             expires_at = NumberAttribute()  # epoch seconds; DynamoDB TTL
             by_session = BySession()
 
+        class ToolItem(Model):
+            """Catalog tools (pk=<project_id>, sk="tool#<name>") and the catalog version's copies
+            (pk=keys.catalog_version_partition(...), sk="version")."""
+
+            Meta = table_meta(settings.tools_table)  # type: ignore[assignment]
+            pk = UnicodeAttribute(hash_key=True)
+            sk = UnicodeAttribute(range_key=True)
+            description = UnicodeAttribute(null=True)
+            input_schema = JSONAttribute(null=True)
+            command = UnicodeAttribute(null=True)
+            tags = JSONAttribute(null=True)
+            timeout_s = NumberAttribute(null=True)
+            created_at = UnicodeAttribute(null=True)
+            updated_at = UnicodeAttribute(null=True)
+            version = NumberAttribute(null=True)
+
         self.SessionItem = SessionItem
         self.ProjectItem = ProjectItem
         self.AuditItem = AuditItem
         self.ApiKeyItem = ApiKeyItem
         self.TokenItem = TokenItem
+        self.ToolItem = ToolItem
