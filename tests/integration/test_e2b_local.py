@@ -1,4 +1,5 @@
-"""The local E2B API as the real `e2b` SDK sees it: lifecycle, listing, faults, outages and commands."""
+"""The local E2B API as the real `e2b` SDK sees it: lifecycle, listing, faults, outages and commands.
+(Its sandbox filesystem is in test_e2b_local_files.py.)"""
 
 from __future__ import annotations
 
@@ -299,7 +300,7 @@ def test_command_timeout_raises_and_kills_the_command(e2b_env: LocalE2B, sandbox
 
     eventually(lambda: e2b_env.sandboxes()[0]["processes"] == [])
     time.sleep(max(0.0, started + 1.5 - time.monotonic()))
-    assert not (Path(e2b_env.sandboxes()[0]["workdir"]) / "finished").exists()
+    assert not (Path(e2b_env.sandboxes()[0]["home"]) / "finished").exists()
 
 
 def test_a_disconnected_command_keeps_running_like_envd(e2b_env: LocalE2B, sandbox: Sandbox) -> None:
@@ -307,8 +308,8 @@ def test_a_disconnected_command_keeps_running_like_envd(e2b_env: LocalE2B, sandb
 
     handle.disconnect()
 
-    workdir = Path(e2b_env.sandboxes()[0]["workdir"])
-    eventually(lambda: (workdir / "finished").exists())
+    home = Path(e2b_env.sandboxes()[0]["home"])
+    eventually(lambda: (home / "finished").exists())
 
 
 def test_background_commands_are_listed_and_killed_by_signal(sandbox: Sandbox) -> None:

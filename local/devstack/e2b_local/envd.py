@@ -1,22 +1,27 @@
-"""The in-sandbox half of the local E2B API: envd's process service as Connect RPC with the JSON codec.
+"""The in-sandbox half of the local E2B API: envd's process and filesystem services as Connect RPC with the
+JSON codec (the HTTP `/files` API is in `files.py`).
 
 Streams are enveloped (1 flag byte, 4-byte big-endian length, JSON) and sent with chunked transfer encoding,
 so the SDK sees output as the command produces it. Like the real envd, a command is killed when the
-`Connect-Timeout-Ms` deadline passes, NOT when the client goes away: a disconnected (or `disconnect()`-ed)
-command keeps running, its output drained and dropped, until it exits or its sandbox is paused or killed.
+`Connect-Timeout-Ms` deadline of its Start passes, NOT when the client goes away: a disconnected (or
+`disconnect()`-ed) command keeps running, its output dropped while nobody is connected, until it exits or its
+sandbox is paused or killed. `Connect` subscribes another stream to a running command: the start event, then
+the output produced from then on, then the end. Its own deadline ends only that stream.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
-import queue
 import signal
 import struct
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
-from devstack.e2b_local.process import Abort, RunningProcess, end_event
+from devstack.e2b_local.fs import HOME, USER
+from devstack.e2b_local.process import DEADLINE_ABORT, Abort, Ending, RunningProcess, Subscription, end_event
 from devstack.e2b_local.state import Registry, RpcError, Sandbox
 
 ENVD_PORT = "49983"
@@ -25,10 +30,13 @@ UNARY_CONTENT_TYPE = "application/json"
 FLAG_COMPRESSED = 0x01
 FLAG_END_STREAM = 0x02
 POLL_SECONDS = 0.05  # how often a quiet stream checks its deadline, keepalive and client
-DEADLINE_ABORT = Abort("deadline_exceeded", "the command's timeout passed; it was killed")
+STREAM_DEADLINE_ABORT = Abort("deadline_exceeded", "the stream's timeout passed; the command runs on")
+# The sandbox's users: the template's default user and root, with their homes (the SDK sends a user only
+# when the caller passes `user=`).
+HOMES = {USER: HOME, "root": "/root"}
 
 # Connect's HTTP status for each error code (https://connectrpc.com/docs/protocol#error-codes).
-_HTTP_STATUS = {
+HTTP_STATUS = {
     "canceled": 499,
     "unknown": 500,
     "invalid_argument": 400,
@@ -96,26 +104,96 @@ def _json_object(data: bytes) -> dict[str, Any]:
 
 
 def dispatch(exchange: Exchange, registry: Registry, sandbox: Sandbox, path: str, body: bytes) -> None:
-    if path == "/process.Process/Start":
-        _start(exchange, registry, sandbox, body)
+    if path in _STREAMS:
+        _STREAMS[path](exchange, registry, sandbox, body)
         return
     try:
-        processes = registry.processes(sandbox)
-        if path == "/process.Process/List":
-            reply = _list(processes)
-        elif path == "/process.Process/SendSignal":
-            reply = _send_signal(processes, _json_object(body))
-        else:
+        handler = _UNARY.get(path)
+        if handler is None:
             raise RpcError("unimplemented", f"{path} is not implemented by the local E2B API")
+        reply = handler(Call(registry, sandbox, _json_object(body), exchange.header("Authorization")))
     except RpcError as error:
-        exchange.send_json(_HTTP_STATUS.get(error.code, 500), {"code": error.code, "message": error.message})
+        exchange.send_json(HTTP_STATUS.get(error.code, 500), {"code": error.code, "message": error.message})
         return
     exchange.send_json(200, reply)
 
 
-def _list(processes: dict[int, RunningProcess]) -> dict[str, Any]:
+class Call:
+    """One unary RPC: its request message and who it is for."""
+
+    def __init__(
+        self, registry: Registry, sandbox: Sandbox, request: dict[str, Any], authorization: str | None
+    ) -> None:
+        self.registry = registry
+        self.sandbox = sandbox
+        self.request = request
+        self.user, self.home = rpc_user(authorization)
+
+    def path(self, name: str = "path") -> str:
+        value = self.request.get(name, "")
+        if not isinstance(value, str):
+            raise RpcError("invalid_argument", f"{name} must be a string")
+        return value
+
+    def process(self) -> RunningProcess:
+        return _find(self.registry.processes(self.sandbox), self.request.get("process"))
+
+
+def rpc_user(authorization: str | None) -> tuple[str, str]:
+    """The user an RPC acts as: `Authorization: Basic base64("<user>:")` when the caller passed `user=`,
+    else the default user (what envd >= 0.4.0 does). Unknown users are refused, as envd refuses them."""
+    if not authorization:
+        return USER, HOME
+    scheme, _, encoded = authorization.partition(" ")
+    try:
+        if scheme.lower() != "basic":
+            raise ValueError(scheme)
+        name = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")[0]
+    except (ValueError, binascii.Error) as error:
+        raise RpcError("unauthenticated", "invalid Authorization header") from error
+    return known_user(name, lambda message: RpcError("unauthenticated", message))
+
+
+def known_user(name: str, refuse: Callable[[str], Exception]) -> tuple[str, str]:
+    name = name or USER
+    if name not in HOMES:
+        raise refuse(f"error looking up user '{name}': user: unknown user {name}")
+    return name, HOMES[name]
+
+
+# -- filesystem.Filesystem ---------------------------------------------------------------------------------
+
+
+def _stat(call: Call) -> dict[str, Any]:
+    return {"entry": call.sandbox.fs.stat(call.path(), call.home)}
+
+
+def _list_dir(call: Call) -> dict[str, Any]:
+    depth = call.request.get("depth") or 0
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+        raise RpcError("invalid_argument", "depth must be a non-negative integer")
+    return {"entries": call.sandbox.fs.list_dir(call.path(), depth, call.home)}
+
+
+def _make_dir(call: Call) -> dict[str, Any]:
+    return {"entry": call.sandbox.fs.make_dir(call.path(), call.home)}
+
+
+def _remove(call: Call) -> dict[str, Any]:
+    call.sandbox.fs.remove(call.path(), call.home)
+    return {}
+
+
+def _move(call: Call) -> dict[str, Any]:
+    return {"entry": call.sandbox.fs.move(call.path("source"), call.path("destination"), call.home)}
+
+
+# -- process.Process (unary) -------------------------------------------------------------------------------
+
+
+def _list(call: Call) -> dict[str, Any]:
     infos = []
-    for pid, process in sorted(processes.items()):
+    for pid, process in sorted(call.registry.processes(call.sandbox).items()):
         info: dict[str, Any] = {"config": process.config, "pid": pid}
         if process.tag:
             info["tag"] = process.tag
@@ -125,7 +203,7 @@ def _list(processes: dict[int, RunningProcess]) -> dict[str, Any]:
 
 def _find(processes: dict[int, RunningProcess], selector: Any) -> RunningProcess:
     if isinstance(selector, dict) and "pid" in selector:
-        process = processes.get(int(selector["pid"]))
+        process = processes.get(_pid(selector["pid"]))
         if process is not None:
             return process
         raise RpcError("not_found", f"process with pid {selector['pid']} not found")
@@ -137,80 +215,210 @@ def _find(processes: dict[int, RunningProcess], selector: Any) -> RunningProcess
     raise RpcError("invalid_argument", "a process selector (pid or tag) is required")
 
 
-def _send_signal(processes: dict[int, RunningProcess], request: dict[str, Any]) -> dict[str, Any]:
-    process = _find(processes, request.get("process"))
-    signum = _SIGNALS.get(request.get("signal", "SIGNAL_UNSPECIFIED"))
+def _pid(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError) as error:
+        raise RpcError("invalid_argument", f"invalid pid: {value!r}") from error
+
+
+def _send_signal(call: Call) -> dict[str, Any]:
+    process = call.process()
+    signum = _SIGNALS.get(call.request.get("signal", "SIGNAL_UNSPECIFIED"))
     if signum is None:
-        raise RpcError("unimplemented", f"invalid signal: {request.get('signal')}")
+        raise RpcError("unimplemented", f"invalid signal: {call.request.get('signal')}")
     process.send_signal(signum)
     return {}
 
 
+def _send_input(call: Call) -> dict[str, Any]:
+    process = call.process()
+    given = call.request.get("input") or {}
+    if not isinstance(given, dict) or not ({"stdin", "pty"} & given.keys()):
+        raise RpcError("unimplemented", "invalid input type")
+    if "pty" in given:
+        raise RpcError("internal", "error writing to tty: tty not assigned to process")
+    try:
+        process.write_stdin(base64.b64decode(given["stdin"] or ""))
+    except (binascii.Error, TypeError) as error:
+        raise RpcError("invalid_argument", f"input.stdin must be base64: {error}") from error
+    except (ValueError, OSError) as error:
+        raise RpcError("internal", f"error writing to stdin: {error}") from error
+    return {}
+
+
+def _close_stdin(call: Call) -> dict[str, Any]:
+    try:
+        call.process().close_stdin()
+    except OSError as error:
+        raise RpcError("unknown", f"error closing stdin: {error}") from error
+    return {}
+
+
+_UNARY: dict[str, Callable[[Call], dict[str, Any]]] = {
+    "/filesystem.Filesystem/Stat": _stat,
+    "/filesystem.Filesystem/ListDir": _list_dir,
+    "/filesystem.Filesystem/MakeDir": _make_dir,
+    "/filesystem.Filesystem/Remove": _remove,
+    "/filesystem.Filesystem/Move": _move,
+    "/process.Process/List": _list,
+    "/process.Process/SendSignal": _send_signal,
+    "/process.Process/SendInput": _send_input,
+    "/process.Process/CloseStdin": _close_stdin,
+}
+
+
+# -- process.Process (server streams) ----------------------------------------------------------------------
+
+
 def _start(exchange: Exchange, registry: Registry, sandbox: Sandbox, body: bytes) -> None:
-    """Process.Start: start event, data events as output arrives, end event, end-of-stream."""
+    """Process.Start: start event (flushed at once: `background=True` returns on it), data events as output
+    arrives, end event, end-of-stream. The command's deadline is its own (its supervisor kills it)."""
     try:
         request = unwrap(body)
         if request.get("pty"):
             raise RpcError("unimplemented", "PTY is not emulated by the local E2B API")
-        config = request.get("process") or {}
-        cmd, args, envs = config.get("cmd"), config.get("args") or [], config.get("envs") or {}
-        if not isinstance(cmd, str) or not cmd:
-            raise RpcError("invalid_argument", "process.cmd is required")
-        if not all(isinstance(arg, str) for arg in args) or not isinstance(envs, dict):
-            raise RpcError("invalid_argument", "process.args must be strings and process.envs an object")
-        deadline = _deadline(exchange.header("Connect-Timeout-Ms"))
-        process = registry.spawn(
-            sandbox, [cmd, *args], config.get("cwd"), {str(k): str(v) for k, v in envs.items()}
+        user, home = rpc_user(exchange.header("Authorization"))
+        stdin = request.get("stdin")
+        tag = request.get("tag")
+        process, subscription = registry.spawn(
+            sandbox,
+            _process_config(request.get("process")),
+            user=user,
+            home=home,
+            stdin=stdin is None or stdin is True,  # envd: a stdin pipe unless explicitly disabled
+            tag=tag if isinstance(tag, str) else None,
+            deadline=_deadline(exchange.header("Connect-Timeout-Ms")),
         )
     except RpcError as error:
         exchange.start_chunked(STREAM_CONTENT_TYPE)
         _end_stream(exchange, Abort(error.code, error.message))
         return
-    process.tag = request.get("tag")
-    keepalive = _seconds(exchange.header("Keepalive-Ping-Interval"))
-    exchange.start_chunked(STREAM_CONTENT_TYPE)
-    connected = exchange.write_chunk(envelope({"event": {"start": {"pid": process.pid}}}))
-    last_sent = time.monotonic()
+    _stream(exchange, process, subscription, deadline=None, own_command=True)
+
+
+def _connect(exchange: Exchange, registry: Registry, sandbox: Sandbox, body: bytes) -> None:
+    """Process.Connect: the start event, the output from now on and the end of a running command; for one
+    that ended in the last RETAIN_EXIT_SECONDS, its start and end at once (as envd serves a late Connect)."""
     try:
+        request = unwrap(body)
+        deadline = _deadline(exchange.header("Connect-Timeout-Ms"))
+        selector = request.get("process")
+        try:
+            process = _find(registry.processes(sandbox), selector)
+        except RpcError as error:
+            retained = _retained(registry, sandbox, selector) if error.code == "not_found" else None
+            if retained is None:
+                raise
+            exchange.start_chunked(STREAM_CONTENT_TYPE)
+            pid, ending = retained
+            start = envelope({"event": {"start": {"pid": pid}}})
+            if exchange.write_chunk(start) and exchange.write_chunk(_end_envelope(ending)):
+                _end_stream(exchange, None)
+            return
+        subscription = process.subscribe()
+    except RpcError as error:
+        exchange.start_chunked(STREAM_CONTENT_TYPE)
+        _end_stream(exchange, Abort(error.code, error.message))
+        return
+    _stream(exchange, process, subscription, deadline=deadline, own_command=False)
+
+
+def _retained(registry: Registry, sandbox: Sandbox, selector: Any) -> tuple[int, Ending] | None:
+    if not isinstance(selector, dict):
+        return None
+    pid = _pid(selector["pid"]) if "pid" in selector else None
+    tag = selector.get("tag") if isinstance(selector.get("tag"), str) else None
+    return registry.find_exited(sandbox, pid, tag)
+
+
+def _stream(
+    exchange: Exchange,
+    process: RunningProcess,
+    subscription: Subscription,
+    *,
+    deadline: float | None,
+    own_command: bool,
+) -> None:
+    """Write one subscription out as a process event stream until the command ends, the stream's own
+    deadline passes (Connect) or the client goes away; the command itself is not touched by any of it.
+    A command killed by its deadline ends its Start stream with `deadline_exceeded` and a Connect stream
+    with the end event (signal: killed), as in envd."""
+    keepalive = _seconds(exchange.header("Keepalive-Ping-Interval"))
+    try:
+        exchange.start_chunked(STREAM_CONTENT_TYPE)
+        if not exchange.write_chunk(envelope({"event": {"start": {"pid": process.pid}}})):
+            return
+        last_sent = time.monotonic()
         while True:
-            try:
-                item = process.events.get(timeout=POLL_SECONDS)
-            except queue.Empty:
+            item = subscription.next(POLL_SECONDS)
+            if item is None:
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
-                    process.kill(DEADLINE_ABORT)
-                if connected and exchange.client_gone():
-                    connected = False
-                if connected and keepalive and now - last_sent >= keepalive:
-                    connected = exchange.write_chunk(envelope({"event": {"keepalive": {}}}))
+                    _end_stream(exchange, STREAM_DEADLINE_ABORT)
+                    return
+                if exchange.client_gone():
+                    return
+                if keepalive and now - last_sent >= keepalive:
+                    if not exchange.write_chunk(envelope({"event": {"keepalive": {}}})):
+                        return
                     last_sent = now
                 continue
-            if item is None:
-                break
-            if connected:
-                name, chunk = item
-                data = {name: base64.b64encode(chunk).decode()}
-                connected = exchange.write_chunk(envelope({"event": {"data": data}}))
-                last_sent = time.monotonic()
-        returncode = _exit_status(process, deadline)
+            if isinstance(item, Ending):
+                abort = item.abort
+                if abort is not None and not (abort is DEADLINE_ABORT and not own_command):
+                    _end_stream(exchange, abort)
+                elif exchange.write_chunk(_end_envelope(item)):
+                    _end_stream(exchange, None)
+                return
+            name, chunk = item
+            if not exchange.write_chunk(
+                envelope({"event": {"data": {name: base64.b64encode(chunk).decode()}}})
+            ):
+                return
+            last_sent = time.monotonic()
     finally:
-        registry.forget(sandbox, process)
-    if not connected:
-        return
-    if process.abort is not None:
-        _end_stream(exchange, process.abort)
-        return
-    if exchange.write_chunk(envelope({"event": {"end": end_event(returncode)}})):
-        _end_stream(exchange, None)
+        process.unsubscribe(subscription)
 
 
-def _exit_status(process: RunningProcess, deadline: float | None) -> int:
-    """The command's exit status once its output has closed (it may close its output and run on: the
-    deadline still applies). The leader is not reaped here: see `Registry.forget`."""
-    while (status := process.wait_exit(POLL_SECONDS)) is None:
-        if deadline is not None and time.monotonic() >= deadline:
-            process.kill(DEADLINE_ABORT)
-    return status
+_STREAMS: dict[str, Callable[[Exchange, Registry, Sandbox, bytes], None]] = {
+    "/process.Process/Start": _start,
+    "/process.Process/Connect": _connect,
+}
+
+
+def _process_config(config: Any) -> dict[str, Any]:
+    """The ProcessConfig as the client sent it (envd's List reports it so): cmd, args, envs, cwd if given."""
+    if not isinstance(config, dict):
+        raise RpcError("invalid_argument", "process is required")
+    cmd, args, envs, cwd = (
+        config.get("cmd"),
+        config.get("args") or [],
+        config.get("envs") or {},
+        config.get("cwd"),
+    )
+    if not isinstance(cmd, str) or not cmd:
+        raise RpcError("invalid_argument", "process.cmd is required")
+    if (
+        not isinstance(args, list)
+        or not all(isinstance(arg, str) for arg in args)
+        or not isinstance(envs, dict)
+    ):
+        raise RpcError("invalid_argument", "process.args must be strings and process.envs an object")
+    if cwd is not None and not isinstance(cwd, str):
+        raise RpcError("invalid_argument", "process.cwd must be a string")
+    checked: dict[str, Any] = {
+        "cmd": cmd,
+        "args": list(args),
+        "envs": {str(k): str(v) for k, v in envs.items()},
+    }
+    if cwd:
+        checked["cwd"] = cwd
+    return checked
+
+
+def _end_envelope(ending: Ending) -> bytes:
+    return envelope({"event": {"end": end_event(ending.returncode)}})
 
 
 def _end_stream(exchange: Exchange, error: Abort | None) -> None:

@@ -20,6 +20,7 @@ import socket
 import sys
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
@@ -29,7 +30,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from devstack.e2b_local import envd
+from devstack.e2b_local import envd, files
 from devstack.e2b_local.state import (
     DEFAULT_TIMEOUT,
     PAUSED,
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 DEFAULT_API_KEY = "e2b_local_dev_key"
 MAX_PAGE = 100  # the real API's maximum (and default) page size
 MAX_BODY = 16 * 1024 * 1024
+READ_CHUNK = 64 * 1024  # uploads and downloads move in pieces this big
 
 
 @dataclass
@@ -302,8 +304,8 @@ class _Handler(BaseHTTPRequestHandler):
     def send_response(self, code: int, message: str | None = None) -> None:
         """Log before the client can see the answer, so a test reading `request_log` after a call finds it."""
         self._status = code
-        path = getattr(self, "path", "")  # unset when the request line itself was malformed
-        self.server.app.record(self.command or "", urlsplit(path).path, int(code))
+        path = urlsplit(getattr(self, "path", "")).path  # unset when the request line itself was malformed
+        self.server.app.record(self.command or "", path, int(code))
         super().send_response(code, message)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
@@ -332,9 +334,14 @@ class _Handler(BaseHTTPRequestHandler):
         self._status = 0
         app = self.server.app
         url = urlsplit(self.path)
+        to_envd = bool(self.headers.get("E2b-Sandbox-Id") or self.headers.get("E2b-Sandbox-Port"))
+        # An upload's body is read by the file API as it writes (octet-stream goes straight to disk).
+        self._body_state = (
+            "pending" if to_envd and self.command == "POST" and url.path == "/files" else "none"
+        )
         try:
             try:
-                body = self._read_body()
+                body = b"" if self._body_state == "pending" else self._read_body()
             except ApiError:
                 self.close_connection = True  # the rest of the body is still unread on the socket
                 raise
@@ -343,12 +350,14 @@ class _Handler(BaseHTTPRequestHandler):
                 headers = (
                     {} if fault.retry_after is None else {"Retry-After": str(math.ceil(fault.retry_after))}
                 )
+                self._drain_body()
                 self._error(fault.status, f"injected fault ({fault.status})", headers)
-            elif self.headers.get("E2b-Sandbox-Id") or self.headers.get("E2b-Sandbox-Port"):
-                self._envd(url.path, body)
+            elif to_envd:
+                self._envd(url.path, url.query, body)
             else:
                 self._control(url.path, url.query, body)
         except ApiError as error:
+            self._drain_body()
             self._error(error.status, error.message)
         except OSError:
             self.close_connection = True
@@ -358,6 +367,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._error(500, "internal error in the local E2B API")
             self.close_connection = True
         finally:
+            if self._body_state in ("pending", "reading"):
+                self.close_connection = True  # what is left of the body would be read as the next request
             if not self._status:  # no answer at all (the connection broke): still worth a log line
                 app.record(self.command, url.path, 0)
 
@@ -404,9 +415,68 @@ class _Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         self.send_json(status, {"code": status, "message": message}, headers=headers)
 
-    # envd.Exchange
+    # envd.Exchange, files.FilesExchange
     def header(self, name: str) -> str | None:
         return self.headers.get(name)
+
+    def header_items(self) -> list[tuple[str, str]]:
+        return list(self.headers.items())
+
+    def upload_chunks(self) -> Iterator[bytes]:
+        """The request body in pieces as it arrives (chunked or Content-Length), for the file API."""
+        if self._body_state != "pending":
+            return
+        self._body_state = "reading"
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            while (length := _chunk_size(self.rfile.readline(1024))) > 0:
+                yield from self._read_exactly(length)
+                self.rfile.readline(1024)
+            while self.rfile.readline(1024).strip():  # trailers, then the blank line
+                pass
+        else:
+            yield from self._read_exactly(int(self.headers.get("Content-Length") or 0))
+        self._body_state = "done"
+
+    def _read_exactly(self, length: int) -> Iterator[bytes]:
+        while length > 0:
+            data = self.rfile.read(min(length, READ_CHUNK))
+            if not data:
+                raise ConnectionAbortedError("the request body was cut short")
+            length -= len(data)
+            yield data
+
+    def _drain_body(self) -> None:
+        """Read (and drop) an upload not taken yet before answering it: a client still sending would not
+        read the answer, and an unread body would be parsed as the next request. Too big: close instead."""
+        if self._body_state != "pending":
+            return
+        drained = 0
+        try:
+            for chunk in self.upload_chunks():
+                drained += len(chunk)
+                if drained > MAX_BODY:
+                    self.close_connection = True
+                    return
+        except (OSError, ApiError):
+            self.close_connection = True
+
+    def send_file(self, path: Path, size: int, headers: dict[str, str]) -> None:
+        try:
+            file = open(path, "rb")  # noqa: SIM115 - closed below, after the answer has started
+        except OSError as error:
+            raise ApiError(500, f"error opening file: {error.strerror}") from error
+        with file:
+            self.send_response(200)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            remaining = size
+            while remaining > 0 and (chunk := file.read(min(READ_CHUNK, remaining))):
+                self.wfile.write(chunk)
+                remaining -= len(chunk)
+        if remaining:  # the file shrank meanwhile: the length sent is a lie, so end the connection
+            self.close_connection = True
 
     def start_chunked(self, content_type: str) -> None:
         self.send_response(200)
@@ -441,7 +511,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- envd ----------------------------------------------------------------------------------------------
 
-    def _envd(self, path: str, body: bytes) -> None:
+    def _envd(self, path: str, query: str, body: bytes) -> None:
         """What the edge proxy and envd answer; absent and paused sandboxes get the proxy's JSON errors."""
         registry = self.server.app.registry
         sandbox_id = self.headers.get("E2b-Sandbox-Id", "")
@@ -474,6 +544,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self.headers.get("X-Access-Token") != sandbox.access_token:
             self._error(401, "unauthorized access, please provide a valid access token")
+            return
+        if path == "/files":
+            files.serve(self, sandbox, self.command, parse_qs(query, keep_blank_values=True))
             return
         envd.dispatch(self, registry, sandbox, path, body)
 

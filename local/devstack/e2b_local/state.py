@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import string
 import threading
 import time
@@ -18,17 +17,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from devstack.e2b_local.process import Abort, RunningProcess, groups_with_members
+from devstack.e2b_local.errors import ApiError, RpcError
+from devstack.e2b_local.fs import HOME, USER, SandboxFS, remove_tree
+from devstack.e2b_local.process import Abort, Ending, RunningProcess, Subscription, groups_with_members
+
+__all__ = ["ApiError", "Registry", "RpcError", "Sandbox"]
 
 RUNNING = "running"
 PAUSED = "paused"
 STATES = (RUNNING, PAUSED)
-# >= 0.4.0 so the SDK sends no Basic auth header; < 0.5.2 so it does not expect CloseStdin (not emulated).
-ENVD_VERSION = "0.4.2"
+# envd's current version (infra's packages/envd/pkg/version.go), so the SDK takes every path it has: no
+# username or Basic auth header (>= 0.4.0), close_stdin allowed (>= 0.5.2), octet-stream and gzip uploads
+# (>= 0.5.7), upload metadata (>= 0.6.2). Watching directories and PTYs are not emulated (`unimplemented`).
+ENVD_VERSION = "0.6.13"
 DEFAULT_TIMEOUT = 15  # seconds: the API's default when a request omits it
 MAX_TIMEOUT = 86_400  # the API refuses anything above 24 h
 PRUNE_SECONDS = 2.0  # how often finished commands whose groups emptied are reaped (one /proc scan)
-HOME = "/home/user"  # the sandbox user's home in real templates, mapped onto the sandbox directory
+RETAIN_EXIT_SECONDS = 30.0  # envd keeps a finished command's end event this long for a late Connect
 
 # How in-flight command streams end when their sandbox goes away under them; the SDK maps `canceled` to a
 # TimeoutException ("cancelled ... when the sandbox is paused") and `unavailable` plus a failing /health probe
@@ -37,24 +42,6 @@ PAUSED_ABORT = Abort("canceled", "the sandbox was paused while the command was r
 KILLED_ABORT = Abort("unavailable", "the connection to the sandbox ended before the stream completed")
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits
-
-
-class ApiError(Exception):
-    """A control-plane refusal: becomes `{"code": status, "message": message}` on the wire."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class RpcError(Exception):
-    """An envd refusal: becomes a Connect error (`{"code": "invalid_argument", ...}`)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 def _new_id(length: int = 20) -> str:
@@ -97,12 +84,15 @@ class Sandbox:
     timeout: int
     started_at: float
     end_at: float
-    workdir: Path
+    workdir: Path  # the host directory that stands for the sandbox's `/`
+    fs: SandboxFS
     state: str = RUNNING
     processes: dict[int, RunningProcess] = field(default_factory=dict)  # running commands, by pid
     # Finished commands whose process groups may still have members (`server &`): killed with the
     # sandbox, reaped once their groups are found empty.
     leftovers: list[RunningProcess] = field(default_factory=list)
+    # Finished commands' endings for a late Connect, by pid: (monotonic expiry, tag, ending).
+    exited: dict[int, tuple[float, str | None, Ending]] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, Any]:
         """The Python-side view handed to tests: plain data, safe to keep after the sandbox is gone."""
@@ -117,6 +107,7 @@ class Sandbox:
             "started_at": datetime.fromtimestamp(self.started_at, UTC),
             "end_at": datetime.fromtimestamp(self.end_at, UTC),
             "workdir": str(self.workdir),
+            "home": str(self.fs.home),
             "processes": sorted(self.processes),
         }
 
@@ -201,6 +192,7 @@ class Registry:
             sandbox_id = _new_id()
             workdir = self.root / sandbox_id
             workdir.mkdir(parents=True)
+            fs = SandboxFS.create(workdir)
             sandbox = Sandbox(
                 sandbox_id=sandbox_id,
                 seq=self._seq,
@@ -215,6 +207,7 @@ class Registry:
                 started_at=now,
                 end_at=now + timeout,
                 workdir=workdir,
+                fs=fs,
             )
             self._sandboxes[sandbox_id] = sandbox
             if idempotency_key:
@@ -236,7 +229,7 @@ class Registry:
             sandbox = self.require(sandbox_id)
             del self._sandboxes[sandbox_id]
             self._stop_processes(sandbox, KILLED_ABORT)
-        shutil.rmtree(sandbox.workdir, ignore_errors=True)
+        _delete(sandbox)
 
     def pause(self, sandbox_id: str) -> None:
         with self._lock:
@@ -312,27 +305,71 @@ class Registry:
     # -- envd ----------------------------------------------------------------------------------------------
 
     def spawn(
-        self, sandbox: Sandbox, argv: list[str], cwd: str | None, envs: dict[str, str]
-    ) -> RunningProcess:
-        """Start a command; under the lock so a concurrent pause/kill cannot miss it."""
+        self,
+        sandbox: Sandbox,
+        config: dict[str, Any],
+        *,
+        user: str = USER,
+        home: str = HOME,
+        stdin: bool,
+        tag: str | None,
+        deadline: float | None,
+    ) -> tuple[RunningProcess, Subscription]:
+        """Start a command (ProcessConfig `config`, as sent) with the Start stream subscribed to it from
+        its first byte, and hand it to its supervisor; under the lock so a concurrent pause/kill cannot
+        miss it."""
         with self._lock:
             if self._closed or self._sandboxes.get(sandbox.sandbox_id) is not sandbox:
                 raise RpcError("unavailable", "the sandbox was not found")
             if sandbox.state != RUNNING:
                 raise RpcError("unavailable", "the sandbox is paused")
-            directory = resolve_cwd(sandbox.workdir, cwd)
-            env = command_env(sandbox, envs)
-            config = {"cmd": argv[0], "args": argv[1:], "envs": envs, "cwd": str(directory)}
+            directory = resolve_cwd(sandbox.fs, config.get("cwd"), home)
+            env = command_env(sandbox, config["envs"], user, home)
             try:
-                process = RunningProcess(argv, cwd=directory, env=env, config=config)
+                process = RunningProcess(
+                    [config["cmd"], *config["args"]],
+                    cwd=directory,
+                    env=env,
+                    config=config,
+                    stdin=stdin,
+                    tag=tag,
+                    deadline=deadline,
+                )
             except OSError as error:
                 raise RpcError("invalid_argument", f"error starting process: {error}") from error
             sandbox.processes[process.pid] = process
-            return process
+            sandbox.exited.pop(process.pid, None)  # a late Connect must not get a previous owner's exit
+            subscription = process.subscribe()
+            process.supervise(lambda ended: self.ended(sandbox, ended))
+            return process, subscription
 
     def processes(self, sandbox: Sandbox) -> dict[int, RunningProcess]:
         with self._lock:
             return dict(sandbox.processes)
+
+    def find_exited(self, sandbox: Sandbox, pid: int | None, tag: str | None) -> tuple[int, Ending] | None:
+        """A command that ended within RETAIN_EXIT_SECONDS, by pid or tag: (pid, its ending)."""
+        with self._lock:
+            now = time.monotonic()
+            for known, (expiry, known_tag, ending) in list(sandbox.exited.items()):
+                if expiry <= now:
+                    del sandbox.exited[known]
+                elif known == pid or (tag is not None and known_tag == tag):
+                    return known, ending
+        return None
+
+    def ended(self, sandbox: Sandbox, process: RunningProcess) -> None:
+        """The supervisor's last word on a command: keep its ending for a late Connect (unless its sandbox
+        was paused or killed under it), then forget it."""
+        with self._lock:
+            running = self._sandboxes.get(sandbox.sandbox_id) is sandbox and sandbox.state == RUNNING
+            if running and process.ending is not None and sandbox.processes.get(process.pid) is process:
+                sandbox.exited[process.pid] = (
+                    time.monotonic() + RETAIN_EXIT_SECONDS,
+                    process.tag,
+                    process.ending,
+                )
+        self.forget(sandbox, process)
 
     def forget(self, sandbox: Sandbox, process: RunningProcess) -> None:
         """The command's stream is over. While its sandbox runs, its group is kept (to be killed with the
@@ -366,7 +403,7 @@ class Registry:
                     self._stop_processes(sandbox, KILLED_ABORT)
                     doomed.append(sandbox)
         for sandbox in doomed:
-            shutil.rmtree(sandbox.workdir, ignore_errors=True)
+            _delete(sandbox)
 
     def expire(self, sandbox_id: str) -> None:
         """Make a running sandbox's end time now, then reap: a test's shortcut to 'its timeout passed'."""
@@ -400,7 +437,7 @@ class Registry:
             for sandbox in sandboxes:
                 self._stop_processes(sandbox, KILLED_ABORT)
         for sandbox in sandboxes:
-            shutil.rmtree(sandbox.workdir, ignore_errors=True)
+            _delete(sandbox)
 
     # -- internals (call with the lock held) ---------------------------------------------------------------
 
@@ -408,6 +445,7 @@ class Registry:
         """Keep the directory (the 'snapshot'), lose the processes: like a filesystem-only pause."""
         sandbox.state = PAUSED
         self._stop_processes(sandbox, PAUSED_ABORT)
+        sandbox.exited.clear()
 
     def _resume(self, sandbox: Sandbox, timeout: int) -> None:
         sandbox.state = RUNNING
@@ -443,29 +481,29 @@ class Registry:
                     process.release()
 
 
-def resolve_cwd(workdir: Path, cwd: str | None) -> Path:
-    """Map a requested cwd into the sandbox directory; /home/user (the real default) is its root."""
-    if not cwd:
-        return workdir
-    if cwd == HOME or cwd.startswith(HOME + "/"):
-        path = workdir / cwd[len(HOME) :].lstrip("/")
-    else:
-        path = workdir / cwd  # an absolute cwd replaces workdir here, and is then checked below
-    resolved = path.resolve()
-    if not resolved.is_relative_to(workdir.resolve()):
-        raise RpcError("invalid_argument", f"cwd {cwd!r} is outside the sandbox directory {workdir}")
-    if not resolved.is_dir():
-        raise RpcError("invalid_argument", f"cwd {cwd!r} does not exist")
-    return resolved
+def _delete(sandbox: Sandbox) -> None:
+    """A killed sandbox's files go with it (outside any lock: a big tree takes a while)."""
+    remove_tree(sandbox.workdir)
 
 
-def command_env(sandbox: Sandbox, envs: dict[str, str]) -> dict[str, str]:
-    """A small, predictable environment: not the host's (no credentials leak into 'sandbox' commands)."""
+def resolve_cwd(fs: SandboxFS, cwd: str | None, home: str = HOME) -> Path:
+    """The host directory for a requested cwd, resolved as envd resolves it (none: the home; relative:
+    under the home; `~`), and kept inside the sandbox; a missing one is `invalid_argument`, as in envd."""
+    sandbox_path = fs.expand(cwd or home, home)
+    directory = fs.follow(sandbox_path)
+    if not directory.is_dir():
+        raise RpcError("invalid_argument", f"cwd '{sandbox_path}' does not exist")
+    return directory
+
+
+def command_env(sandbox: Sandbox, envs: dict[str, str], user: str = USER, home: str = HOME) -> dict[str, str]:
+    """A small, predictable environment: not the host's (no credentials leak into 'sandbox' commands).
+    HOME is the host directory that stands for the user's home: commands are host processes."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        "HOME": str(sandbox.workdir),
-        "USER": "user",
-        "LOGNAME": "user",
+        "HOME": str(sandbox.fs.follow(home)),
+        "USER": user,
+        "LOGNAME": user,
         "LANG": os.environ.get("LANG", "C.UTF-8"),
         "E2B_SANDBOX": "true",
         "E2B_SANDBOX_ID": sandbox.sandbox_id,
