@@ -1,5 +1,5 @@
-"""The local E2B API as the real `e2b` SDK sees it: lifecycle, listing, faults, outages and commands.
-(Its sandbox filesystem is in test_e2b_local_files.py.)"""
+"""The local E2B API as the real `e2b` SDK sees it: lifecycle, listing, faults, latency, outages, commands and
+the control API. (Its sandbox filesystem is in test_e2b_local_files.py.)"""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from threading import Thread, Timer
+from typing import Any
 
 import httpx
 import pytest
@@ -30,6 +31,7 @@ from e2b import (
 
 from devstack.e2b_local import LocalE2B
 from devstack.e2b_local.state import PRUNE_SECONDS
+from devstack.services import E2BServer
 from plugins.services import sandbox_processes
 
 
@@ -229,6 +231,73 @@ def test_injected_429_is_retried_by_the_sdk_after_retry_after(e2b_env: LocalE2B)
     assert lists == [429, 200]
 
 
+def test_injected_latency_delays_every_matching_request_before_its_effect(e2b_env: LocalE2B) -> None:
+    first, second = Sandbox.create(), Sandbox.create()
+    e2b_env.inject_latency("DELETE", "/sandboxes/", 0.2)
+
+    for sandbox in (first, second):  # times=None: every matching request until reset
+        started = time.monotonic()
+        assert Sandbox.kill(sandbox.sandbox_id) is True
+        assert time.monotonic() - started >= 0.2
+
+    e2b_env.reset_faults()
+    started = time.monotonic()
+    assert Sandbox.kill(first.sandbox_id) is False
+    assert time.monotonic() - started < 0.2
+
+
+def test_latency_for_two_requests_delays_only_those_two(e2b_env: LocalE2B) -> None:
+    sandbox = Sandbox.create()
+    e2b_env.inject_latency("GET", f"/sandboxes/{sandbox.sandbox_id}", 0.5, times=2)
+
+    durations = []
+    for _ in range(3):
+        started = time.monotonic()
+        Sandbox.get_info(sandbox.sandbox_id)
+        durations.append(time.monotonic() - started)
+
+    assert durations[0] >= 0.5 and durations[1] >= 0.5
+    assert durations[2] < 0.4
+
+
+def test_latency_and_a_fault_together_delay_then_fail_with_no_effect(e2b_env: LocalE2B) -> None:
+    sandbox = Sandbox.create()
+    e2b_env.inject_latency("*", "/sandboxes/", 0.2, times=1)
+    e2b_env.inject("DELETE", "/sandboxes/", 500)
+
+    started = time.monotonic()
+    with pytest.raises(SandboxException, match="500"):
+        Sandbox.kill(sandbox.sandbox_id)
+
+    assert time.monotonic() - started >= 0.2
+    assert state_of(e2b_env, sandbox.sandbox_id) == "running"
+
+
+def test_a_request_held_by_latency_when_the_server_stops_has_no_effect(e2b_env: LocalE2B) -> None:
+    sandbox = Sandbox.create()
+    e2b_env.inject_latency("DELETE", "/sandboxes/", 10)
+    outcome: list[BaseException] = []
+
+    def kill() -> None:
+        request = urllib.request.Request(
+            f"{e2b_env.url}/sandboxes/{sandbox.sandbox_id}", method="DELETE", headers={"X-API-KEY": "k"}
+        )
+        try:
+            urllib.request.urlopen(request, timeout=5)
+        except Exception as error:
+            outcome.append(error)
+
+    killing = Thread(target=kill)
+    killing.start()
+    time.sleep(0.2)
+    e2b_env.stop()
+    killing.join(timeout=5)
+
+    assert outcome, "the held request should have been cut"
+    e2b_env.restart()
+    assert state_of(e2b_env, sandbox.sandbox_id) == "running"
+
+
 def test_stopped_server_is_unreachable_and_restart_keeps_state(e2b_env: LocalE2B) -> None:
     sandbox = Sandbox.create()
     url = e2b_env.url
@@ -422,3 +491,67 @@ def test_close_returns_at_once_and_kills_everything_with_streams_open(
     eventually(lambda: sandbox_processes(sandbox.sandbox_id) == [], within=2)
     streaming.join(timeout=10)
     assert ended, "the stream should have ended with an error"
+
+
+# -- the control API of a server running as a process of its own --------------------------------------
+
+
+def control(server: E2BServer, method: str, path: str, body: object = None, key: str | None = None) -> Any:
+    """(status, JSON body or None) of a /_local/ request."""
+    request = urllib.request.Request(
+        f"{server.url}{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"X-API-KEY": key or server.api_key, "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+def test_the_control_api_sets_faults_and_latency_in_a_server_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    with E2BServer() as server:
+        monkeypatch.setenv("E2B_API_KEY", server.api_key)
+        monkeypatch.setenv("E2B_API_URL", server.url)
+        monkeypatch.setenv("E2B_SANDBOX_URL", server.url)
+        monkeypatch.delenv("E2B_DEBUG", raising=False)
+        sandbox = Sandbox.create(metadata={"session_id": "s1"})
+        assert control(server, "GET", "/_local/sandboxes", key="e2b_someone_else")[0] == 401
+
+        status, listed = control(server, "GET", "/_local/sandboxes")
+        assert status == 200
+        assert [(s["sandbox_id"], s["state"], s["metadata"]) for s in listed] == [
+            (sandbox.sandbox_id, "running", {"session_id": "s1"})
+        ]
+
+        fault = {
+            "method": "DELETE",
+            "path_prefix": "/sandboxes/",
+            "status": 500,
+            "latency_s": 0.3,
+            "times": 1,
+        }
+        assert control(server, "POST", "/_local/faults", fault) == (204, None)
+        started = time.monotonic()
+        with pytest.raises(SandboxException, match="500"):
+            Sandbox.kill(sandbox.sandbox_id)
+        assert time.monotonic() - started >= 0.3
+        assert [s["sandbox_id"] for s in control(server, "GET", "/_local/sandboxes?state=running")[1]] == [
+            sandbox.sandbox_id
+        ]
+
+        latency = {"method": "GET", "path_prefix": "/sandboxes/", "latency_s": 0.3}
+        assert control(server, "POST", "/_local/faults", latency) == (204, None)
+        started = time.monotonic()
+        Sandbox.get_info(sandbox.sandbox_id)
+        assert time.monotonic() - started >= 0.3
+        assert control(server, "POST", "/_local/reset-faults") == (204, None)
+        started = time.monotonic()
+        Sandbox.get_info(sandbox.sandbox_id)
+        assert time.monotonic() - started < 0.3
+
+        assert control(server, "POST", "/_local/faults", {"method": "GET"})[0] == 400
+        assert control(server, "POST", "/_local/faults", {"status": 200})[0] == 400
+        assert control(server, "GET", "/_local/nothing")[0] == 404

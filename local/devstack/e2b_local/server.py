@@ -2,6 +2,8 @@
 
 One port serves both halves, as `E2B_API_URL` and `E2B_SANDBOX_URL` may point at the same place: requests
 carrying `E2b-Sandbox-Id`/`E2b-Sandbox-Port` go to the envd emulation, everything else is control plane.
+Under `/_local/`, a path real E2B never uses, is the double's own control API (faults, latency, a snapshot of
+the sandboxes), for a server running as a process of its own.
 It is a development double, not a security boundary: "sandbox" commands are host subprocesses.
 """
 
@@ -47,6 +49,7 @@ DEFAULT_API_KEY = "e2b_local_dev_key"
 MAX_PAGE = 100  # the real API's maximum (and default) page size
 MAX_BODY = 16 * 1024 * 1024
 READ_CHUNK = 64 * 1024  # uploads and downloads move in pieces this big
+LOCAL_PREFIX = "/_local/"  # the double's own control API: a path real E2B never uses
 
 
 @dataclass
@@ -56,6 +59,14 @@ class Fault:
     status: int
     remaining: int
     retry_after: float | None
+
+
+@dataclass
+class Latency:
+    method: str
+    path_prefix: str
+    seconds: float
+    remaining: int | None  # None: every matching request until reset
 
 
 class LocalE2B:
@@ -85,6 +96,7 @@ class LocalE2B:
         self.registry = Registry(self._root)
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
+        self._latencies: list[Latency] = []
         self._log: list[tuple[str, str, int]] = []
         self._page_limit = MAX_PAGE
         self._server: _Server | None = None
@@ -114,6 +126,7 @@ class LocalE2B:
         """
         server, self._server = self._server, None
         if server is not None:
+            server.stopping.set()  # requests held by injected latency give up without an effect
             server.shutdown()  # returns within poll_interval: the serve loop only accepts
             server.server_close()
             server.close_connections()
@@ -162,12 +175,18 @@ class LocalE2B:
     # -- test controls -------------------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Drop all sandboxes (killing their commands), faults, the request log and the page limit."""
+        """Drop all sandboxes (killing their commands), faults, latencies, the request log, the page limit."""
         self.registry.reset()
+        self.reset_faults()
         with self._lock:
-            self._faults.clear()
             self._log.clear()
             self._page_limit = MAX_PAGE
+
+    def reset_faults(self) -> None:
+        """Drop injected faults and latencies only; sandboxes and the request log stay."""
+        with self._lock:
+            self._faults.clear()
+            self._latencies.clear()
 
     def sandboxes(
         self, metadata: dict[str, str] | None = None, state: str | None = None
@@ -189,6 +208,16 @@ class LocalE2B:
             raise ValueError("inject needs times >= 1 and an error status (400-599)")
         with self._lock:
             self._faults.append(Fault(method.upper(), path_prefix, status, times, retry_after))
+
+    def inject_latency(self, method: str, path_prefix: str, seconds: float, times: int | None = None) -> None:
+        """Hold matching requests (method "*" is any) for `seconds` before they have any effect: the next
+        `times` of them, or every one until `reset()` / `reset_faults()` (times=None). A request can be both
+        delayed and failed by `inject`; the delay comes first. Stopping the server ends the wait, and the
+        request then has no effect and gets no answer, as if it had never arrived."""
+        if not math.isfinite(seconds) or seconds < 0 or (times is not None and times < 1):
+            raise ValueError("inject_latency needs seconds >= 0 and times >= 1 (or None for every request)")
+        with self._lock:
+            self._latencies.append(Latency(method.upper(), path_prefix, seconds, times))
 
     @property
     def request_log(self) -> list[tuple[str, str, int]]:
@@ -224,6 +253,20 @@ class LocalE2B:
                     return fault
         return None
 
+    def take_latency(self, method: str, path: str) -> float:
+        """The delay for this request: the first matching latency rule's (0 when none matches)."""
+        with self._lock:
+            for latency in self._latencies:
+                if (
+                    latency.method in ("*", method)
+                    and path.startswith(latency.path_prefix)
+                    and (latency.remaining is None or latency.remaining > 0)
+                ):
+                    if latency.remaining is not None:
+                        latency.remaining -= 1
+                    return latency.seconds
+        return 0.0
+
     def record(self, method: str, path: str, status: int) -> None:
         with self._lock:
             self._log.append((method, path, status))
@@ -247,6 +290,7 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], app: LocalE2B) -> None:
         self.app = app
+        self.stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
@@ -305,7 +349,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Log before the client can see the answer, so a test reading `request_log` after a call finds it."""
         self._status = code
         path = urlsplit(getattr(self, "path", "")).path  # unset when the request line itself was malformed
-        self.server.app.record(self.command or "", path, int(code))
+        if not path.startswith(LOCAL_PREFIX):  # the control API is not part of what is being observed
+            self.server.app.record(self.command or "", path, int(code))
         super().send_response(code, message)
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
@@ -345,6 +390,13 @@ class _Handler(BaseHTTPRequestHandler):
             except ApiError:
                 self.close_connection = True  # the rest of the body is still unread on the socket
                 raise
+            if url.path.startswith(LOCAL_PREFIX) and not to_envd:
+                self._local(url.path, url.query, body)
+                return
+            delay = app.take_latency(self.command, url.path)
+            if delay and self.server.stopping.wait(delay):
+                self.close_connection = True  # stopped meanwhile: as if the request never arrived
+                return
             fault = app.take_fault(self.command, url.path)
             if fault is not None:
                 headers = (
@@ -550,6 +602,54 @@ class _Handler(BaseHTTPRequestHandler):
             return
         envd.dispatch(self, registry, sandbox, path, body)
 
+    # -- the double's own control API ----------------------------------------------------------------------
+
+    def _local(self, path: str, query: str, body: bytes) -> None:
+        """`/_local/*`: faults and latency for a server in another process, and what it holds. Only the
+        server's own API key is accepted (not just any key, as the control plane does without --api-key)."""
+        app = self.server.app
+        if self.headers.get("X-API-KEY") != app.api_key:
+            raise ApiError(401, "the local control API needs the server's own X-API-KEY")
+        if (self.command, path) == ("POST", "/_local/faults"):
+            self._add_faults(_json_body(body))
+            self.send_json(204, None)
+        elif (self.command, path) == ("POST", "/_local/reset-faults"):
+            app.reset_faults()
+            self.send_json(204, None)
+        elif (self.command, path) == ("GET", "/_local/sandboxes"):
+            params = parse_qs(query, keep_blank_values=True)
+            state = _param(params, "state") or None
+            try:
+                found = app.sandboxes(metadata=_metadata_filter(_param(params, "metadata")), state=state)
+            except ValueError as error:
+                raise ApiError(400, str(error)) from error
+            self.send_json(200, [_jsonable(snapshot) for snapshot in found])
+        else:
+            raise ApiError(404, f"{self.command} {path} is not part of the local control API")
+
+    def _add_faults(self, data: dict[str, Any]) -> None:
+        """`{"method", "path_prefix", "status"?, "latency_s"?, "times"?, "retry_after"?}`: a status fails the
+        next `times` (default 1) matching requests, a latency delays them (default: every one until reset)."""
+        method, prefix = data.get("method", "*"), data.get("path_prefix", "/")
+        status, latency, times = data.get("status"), data.get("latency_s"), data.get("times")
+        retry_after = data.get("retry_after")
+        if not isinstance(method, str) or not isinstance(prefix, str):
+            raise ApiError(400, "method and path_prefix must be strings")
+        if status is None and latency is None:
+            raise ApiError(400, "give a status, a latency_s or both")
+        if not all(_is_number(value) for value in (latency, retry_after)):
+            raise ApiError(400, "latency_s and retry_after must be numbers of seconds")
+        if any(value is not None and not _is_int(value) for value in (status, times)):
+            raise ApiError(400, "status and times must be integers")
+        app = self.server.app
+        try:
+            if latency is not None:
+                app.inject_latency(method, prefix, float(latency), times)
+            if status is not None:
+                app.inject(method, prefix, status, times or 1, retry_after)
+        except ValueError as error:
+            raise ApiError(400, str(error)) from error
+
     # -- control plane -------------------------------------------------------------------------------------
 
     def _control(self, path: str, query: str, body: bytes) -> None:
@@ -654,6 +754,20 @@ class _Handler(BaseHTTPRequestHandler):
             match["id"], check_timeout(data.get("duration"), default=DEFAULT_TIMEOUT)
         )
         self.send_json(204, None)
+
+
+def _is_number(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _jsonable(snapshot: dict[str, Any]) -> dict[str, Any]:
+    return {
+        key: value.isoformat() if isinstance(value, datetime) else value for key, value in snapshot.items()
+    }
 
 
 def _chunk_size(line: bytes) -> int:
