@@ -7,7 +7,9 @@ stopped at its end; nothing is assumed to be running.
   moto server, and its functions callable in-process with their own environment.
 - `devstack`: the whole dev stack (`python -m devstack`) as a subprocess, for e2e tests over HTTP
   (`launch_devstack` starts another one), and what tests check after stopping it: `sandbox_processes`,
-  `stack_processes`, `can_listen`.
+  `stack_processes`, `can_listen`. In smoke mode (`make smoke API=... KEY=...`: SMOKE_API_URL and
+  SMOKE_API_KEY, optionally SMOKE_API_KEY2 for a second project) it starts nothing and points at that
+  deployed API; tests that need the dev stack's own parts (the local E2B API) skip with `local_only`.
 - `sample_app`: a tiny SAM app of its own, for testing the dev stack machinery itself.
 """
 
@@ -148,10 +150,36 @@ def invoker(
 # --- the whole dev stack, as `make dev` runs it ----------------------------------------------------------
 
 
+def smoke_target() -> dict[str, Any] | None:
+    """The deployed API `make smoke` points the e2e contract tests at, if any (endpoints.json's shape)."""
+    url = os.environ.get("SMOKE_API_URL")
+    if not url:
+        return None
+    keys = [os.environ.get("SMOKE_API_KEY"), os.environ.get("SMOKE_API_KEY2")]
+    if not keys[0]:
+        pytest.fail("smoke mode needs SMOKE_API_KEY (make smoke API=<ApiUrl output> KEY=<an ssk_ key>)")
+    return {
+        "api_url": url.rstrip("/"),
+        "projects": [{"project_id": None, "api_key": key} for key in keys if key],
+        "smoke": True,
+    }
+
+
+def local_only(stack: dict[str, Any], what: str) -> None:
+    """Skip in smoke mode: `what` needs a part of the dev stack that a deployed API does not expose."""
+    if stack.get("smoke"):
+        pytest.skip(f"smoke mode ({stack['api_url']}): {what}")
+
+
 @pytest.fixture(scope="session")
 def devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """`python -m devstack --port 0` in a subprocess; yields its endpoints.json once it is ready, and at
-    the end checks that SIGTERM stops it (and everything it started) cleanly within 5 s."""
+    the end checks that SIGTERM stops it (and everything it started) cleanly within 5 s. In smoke mode, the
+    deployed API's endpoints instead (nothing is started)."""
+    target = smoke_target()
+    if target is not None:
+        yield target
+        return
     state_dir = tmp_path_factory.mktemp("devstack")
     process, endpoints = launch_devstack(state_dir, "--template", str(TEMPLATE))
     try:
