@@ -14,6 +14,7 @@ from typing import Any
 
 from e2b import CommandExitException, FileType, Sandbox, SandboxQuery, SandboxState
 from e2b.exceptions import (
+    AuthenticationException,
     FileNotFoundException,
     InvalidArgumentException,
     NotFoundException,
@@ -36,6 +37,15 @@ from session_service.output import BoundedOutput
 from session_service.settings import Settings
 
 PAGE_SIZE = 100  # E2B's maximum page size
+KEY_REJECTED = (
+    "E2B rejected the API key (401): put a valid E2B key in the E2B API key secret (stack output "
+    "E2bApiKeySecretArn). Until then no sandbox can be created and every teardown fails and is dead-lettered."
+)
+
+
+def _key_rejected(error: AuthenticationException) -> SandboxUnavailable:
+    logger.error(KEY_REJECTED, extra={"error": repr(error)})
+    return SandboxUnavailable("the sandbox service rejected our API key")
 
 
 class E2BSandboxProvider:
@@ -62,6 +72,8 @@ class E2BSandboxProvider:
                 found += [info.sandbox_id for info in paginator.next_items()]
         except RateLimitException as error:
             raise SandboxRateLimited("E2B is rate limiting sandbox listing") from error
+        except AuthenticationException as error:
+            raise _key_rejected(error) from error
         except Exception as error:
             logger.warning("E2B list failed", extra={"session_id": session_id, "error": repr(error)})
             raise SandboxUnavailable("could not list the session's sandboxes") from error
@@ -76,6 +88,8 @@ class E2BSandboxProvider:
             return False
         except RateLimitException as error:
             raise SandboxRateLimited(f"E2B rate limited the kill of {sandbox_id}") from error
+        except AuthenticationException as error:
+            raise _key_rejected(error) from error
         except Exception as error:
             raise SandboxUnavailable(f"could not kill sandbox {sandbox_id}: {error}") from error
 
@@ -90,6 +104,8 @@ class E2BSandboxProvider:
             )
         except RateLimitException as error:
             raise SandboxRateLimited("E2B is rate limiting sandbox creation") from error
+        except AuthenticationException as error:
+            raise _key_rejected(error) from error
         except Exception as error:
             logger.warning("E2B create failed", extra={"error": repr(error)})
             raise SandboxUnavailable("the sandbox service is unavailable; nothing was run") from error
