@@ -253,6 +253,18 @@ def merge(function: str, layers: list[tuple[str, Path]], runtime: list[Dist]) ->
     return problems + [f"{function}: {problem}" for problem in unmet(merged.values())]
 
 
+def stale(folders: dict[str, Path]) -> list[str]:
+    """Built distributions that the lock does not pin at that version (a build older than the lock)."""
+    locked = read_pins(LOCK)
+    return [
+        f"{layer_id} has {dist.name} {dist.version} but layers/constraints.txt pins {locked.get(dist.name)}: "
+        "rebuild (make build)"
+        for layer_id, folder in folders.items()
+        for dist in distributions(folder, layer_id)
+        if locked.get(dist.name) != dist.version
+    ]
+
+
 def folder_size(folder: Path) -> int:
     return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
 
@@ -361,6 +373,7 @@ def check(build_dir: Path | None) -> Report:
         runtime_folder = runtime_tree(scratch)
         runtime = distributions(runtime_folder, "runtime")
         report.sizes = {layer_id: folder_size(folder) for layer_id, folder in folders.items()}
+        report.problems += stale(folders)
         combinations: dict[tuple[str, ...], list[str]] = {}
         for function, layer_ids in function_layers(template).items():
             report.functions[function] = layer_ids
