@@ -5,9 +5,10 @@ VENV := .venv
 TOOLS := .tools
 BIN := $(VENV)/bin
 export SAM_CLI_TELEMETRY := 0
-export AWS_DEFAULT_REGION ?= us-east-1
+# No region here: deploys use your profile's (or AWS_REGION), as samconfig.toml says; the dev stack and the
+# tests set their own.
 
-.PHONY: dev test soak lint unit integration e2e bench build deploy clean fmt
+.PHONY: dev test soak lint unit integration e2e bench build lock smoke deploy clean fmt
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -22,6 +23,18 @@ $(TOOLS)/bin/.installed:
 	$(TOOLS)/bin/pip install --quiet aws-sam-cli
 	@touch $@
 
+# The official MCP clients the e2e tests drive the dev stack with: 1.x and 2.x cannot share one environment
+# (nor ours: they pin their own httpx/pydantic lines), so each gets its own.
+MCP_CLIENTS := $(TOOLS)/mcp1/bin/.installed $(TOOLS)/mcp2/bin/.installed
+$(TOOLS)/mcp1/bin/.installed:
+	$(PYTHON) -m venv $(TOOLS)/mcp1
+	$(TOOLS)/mcp1/bin/pip install --quiet 'mcp==1.30.0'
+	@touch $@
+$(TOOLS)/mcp2/bin/.installed:
+	$(PYTHON) -m venv $(TOOLS)/mcp2
+	$(TOOLS)/mcp2/bin/pip install --quiet 'mcp==2.3.0'
+	@touch $@
+
 venv: $(BIN)/.installed
 
 dev: $(BIN)/.installed
@@ -34,7 +47,7 @@ lint: $(BIN)/.installed $(TOOLS)/bin/.installed
 	$(BIN)/cfn-lint template.yaml
 	$(TOOLS)/bin/sam validate --lint --template template.yaml
 
-test: lint
+test: lint $(MCP_CLIENTS)
 	$(BIN)/pytest -q -m "not soak"
 
 soak: $(BIN)/.installed
@@ -44,10 +57,10 @@ unit: $(BIN)/.installed
 	$(BIN)/pytest -q tests/unit
 
 integration: $(BIN)/.installed
-	$(BIN)/pytest -q tests/integration
+	$(BIN)/pytest -q -m "not soak" tests/integration
 
-e2e: $(BIN)/.installed
-	$(BIN)/pytest -q tests/e2e
+e2e: $(BIN)/.installed $(MCP_CLIENTS)
+	$(BIN)/pytest -q -m "not soak" tests/e2e
 
 fmt: $(BIN)/.installed
 	$(BIN)/ruff format .
@@ -57,8 +70,23 @@ bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/key_load.py
 
+# No python3.13 needed: the dependency layers are built by scripts/layers.py (their Makefiles) with the tools
+# venv's pip, as arm64 python3.13 wheels from layers/constraints.txt; the functions and the core layer are
+# copied, for which SAM only wants some `python` on PATH (the tools venv's). The check reads what was built.
+# --no-cached: SAM's cache keys a layer on its folder, but the lock lives outside it (layers/constraints.txt).
 build: $(TOOLS)/bin/.installed
-	PYENV_VERSION=$${PYENV_VERSION:-3.11.7:3.13.0} $(TOOLS)/bin/sam build
+	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" LAYER_PYTHON="$(CURDIR)/$(TOOLS)/bin/python" $(TOOLS)/bin/sam build --no-cached
+	$(TOOLS)/bin/python scripts/layers.py check --build-dir .aws-sam/build
+
+# layers/constraints.txt: every layer's dependencies resolved once, at the versions .venv (the tests) has.
+lock: $(BIN)/.installed
+	$(BIN)/python scripts/layers.py lock
+
+# The e2e contract tests against a deployed stack (docs/operations.md, first deploy). KEY2, another project's
+# key, adds the cross-project checks; tests that need the local E2B API's controls skip, saying so.
+smoke: $(BIN)/.installed
+	@test -n "$(API)" -a -n "$(KEY)" || { echo "usage: make smoke API=<ApiUrl output> KEY=<ssk_ key> [KEY2=<ssk_ key>]"; exit 2; }
+	@SMOKE_API_URL="$(API)" SMOKE_API_KEY="$(KEY)" SMOKE_API_KEY2="$(KEY2)" $(BIN)/pytest -q -rs tests/e2e/test_http_contract.py
 
 deploy: build
 	$(TOOLS)/bin/sam deploy --config-env $${ENV:-dev}

@@ -122,12 +122,25 @@ class FakeSessionStore:
             )
             return True
 
-    def record_teardown(self, project_id: str, session_id: str, *, killed: int, done_at: str | None) -> None:
+    def record_teardown(
+        self, project_id: str, session_id: str, *, killed: int, done_at: str | None, messages_purged: int = 0
+    ) -> None:
         current = self.sessions[(project_id, session_id)]
-        changes: dict = {"sandboxes_killed": current.sandboxes_killed + killed}
+        changes: dict = {
+            "sandboxes_killed": current.sandboxes_killed + killed,
+            "messages_purged": current.messages_purged + messages_purged,
+        }
         if done_at is not None:
             changes.update(teardown_state="done", teardown_completed_at=done_at, config={}, metadata={})
         self.sessions[(project_id, session_id)] = replace(current, **changes)
+
+    def touch_activity(self, project_id: str, session_id: str, at: str, not_since: str) -> None:
+        with self._lock:
+            current = self.sessions.get((project_id, session_id))
+            if current is None or current.is_deleted:
+                return
+            if current.last_active_at is None or current.last_active_at < not_since:
+                self.sessions[(project_id, session_id)] = replace(current, last_active_at=at)
 
     def pending_teardowns(self, deleted_before: str, limit: int) -> list[Tombstone]:
         pending = [

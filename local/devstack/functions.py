@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import IO, Any, Protocol
 
+from devstack.limits import response_too_large
 from devstack.template import Function, LocalResources, Template, TemplateError, resolve_string
 from devstack.worker import FRAME_HEADER as _FRAME_HEADER
 from devstack.worker import LambdaContext, encode_frame, error_payload
@@ -52,6 +53,7 @@ class LocalEndpoints:
     e2b_api_url: str | None = None
     e2b_sandbox_url: str | None = None
     e2b_api_key: str | None = None
+    websocket_management_url: str | None = None
 
 
 def local_overrides(endpoints: LocalEndpoints) -> dict[str, str]:
@@ -87,6 +89,9 @@ def local_overrides(endpoints: LocalEndpoints) -> dict[str, str]:
         overrides["E2B_SANDBOX_URL"] = endpoints.e2b_sandbox_url or endpoints.e2b_api_url
     if endpoints.e2b_api_key:
         overrides["E2B_API_KEY"] = endpoints.e2b_api_key
+    # The local WebSocket API's management endpoint instead of https://{api}.execute-api.{region}/{stage}.
+    if endpoints.websocket_management_url:
+        overrides["WEBSOCKET_ENDPOINT"] = endpoints.websocket_management_url
     return overrides
 
 
@@ -289,14 +294,20 @@ class InProcessInvoker:
             handler = self._handler(function)
             return handler(event, lambda_context(function, self.resources))
 
-    def execute(self, logical_id: str, event: Any) -> Invocation:
-        """Call the handler and report the outcome as Lambda does (an exception becomes an error payload)."""
+    def execute(
+        self, logical_id: str, event: Any, env_overrides: Mapping[str, str] | None = None
+    ) -> Invocation:
+        """Call the handler and report the outcome as Lambda does (an exception, or a response over Lambda's
+        limit, becomes an error payload)."""
         request_id = str(uuid.uuid4())
         started = time.perf_counter()
         try:
-            result = self.invoke(logical_id, event)
+            result = self.invoke(logical_id, event, env_overrides=env_overrides)
         except Exception as error:
             return Invocation(logical_id, request_id, error=error_payload(error), duration_ms=_ms(started))
+        too_large = response_too_large(result)
+        if too_large is not None:
+            return Invocation(logical_id, request_id, error=too_large, duration_ms=_ms(started))
         return Invocation(logical_id, request_id, result=result, duration_ms=_ms(started))
 
     def _function(self, logical_id: str) -> Function:

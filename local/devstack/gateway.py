@@ -27,11 +27,12 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from devstack.functions import FunctionRuntime, Invocation, RuntimeStopped
+from devstack.limits import HTTP_API_REQUEST_BYTES
 from devstack.template import Authorizer, HttpRoute, LocalResources, Template, resolve
 
 log = logging.getLogger("devstack.gateway")
 
-MAX_BODY_BYTES = 10 * 1024 * 1024  # HTTP API's payload limit
+MAX_BODY_BYTES = HTTP_API_REQUEST_BYTES
 TEXT_TYPES = re.compile(r"^text/|json|xml|javascript|x-www-form-urlencoded|graphql", re.IGNORECASE)
 # API Gateway's own error bodies.
 UNAUTHORIZED = (401, {"message": "Unauthorized"})

@@ -17,11 +17,13 @@ from botocore.exceptions import ClientError
 
 from devstack.template import (
     CACHE_TYPES,
+    EVENT_BUS,
     FUNCTION,
     HTTP_API,
     QUEUE,
     SECRET,
     TABLE_TYPES,
+    WEBSOCKET_API,
     LocalResources,
     Template,
     TemplateError,
@@ -29,6 +31,8 @@ from devstack.template import (
 )
 
 LOCAL_API_ID = "devstack00"  # API Gateway ids are 10 lowercase alphanumerics
+LOCAL_WEBSOCKET_API_ID = "devstackws"
+EVENTS_TAP = "events-tap"
 DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 E2B_SECRET = re.compile(r"e2b", re.IGNORECASE)
 
@@ -130,9 +134,13 @@ def provision(
                 arn.format("lambda", f"layer:{stack_name}-{logical_id}:1"),
             )
 
+    for logical_id, _ in template.of_type(WEBSOCKET_API):
+        resources.add(logical_id, WEBSOCKET_API, LOCAL_WEBSOCKET_API_ID)
+
     _provision_tables(template, resources, endpoint_url)
     _provision_queues(template, resources, endpoint_url)
     _provision_secrets(template, resources, endpoint_url, e2b_api_key, secret_values or {})
+    _provision_event_buses(template, resources, endpoint_url)
     return resources
 
 
@@ -295,3 +303,38 @@ def _generated_secret(spec: dict[str, Any]) -> str:
     if template and key:
         return json.dumps({**json.loads(template), key: password})
     return password
+
+
+# -- EventBridge -------------------------------------------------------------------------------------------
+
+
+def _provision_event_buses(template: Template, resources: LocalResources, endpoint_url: str) -> None:
+    events = aws_client("events", endpoint_url, resources.region)
+    for logical_id, props in template.of_type(EVENT_BUS):
+        name = str(resolve(props, resources, logical_id).get("Name") or physical_name(resources, logical_id))
+        try:
+            bus_arn = events.create_event_bus(Name=name)["EventBusArn"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ResourceAlreadyExistsException":
+                raise
+            bus_arn = events.describe_event_bus(Name=name)["Arn"]
+        resources.add(logical_id, EVENT_BUS, name, Arn=bus_arn, Name=name)
+
+
+def tap_event_buses(template: Template, resources: LocalResources, endpoint_url: str) -> str | None:
+    """A local-only SQS queue that receives every event put on the template's buses (a rule per bus), so
+    that a developer or a test can read what other systems would get. Its URL, or None without a bus."""
+    buses = [resources.ref(logical_id) for logical_id, _ in template.of_type(EVENT_BUS)]
+    if not buses:
+        return None
+    sqs = aws_client("sqs", endpoint_url, resources.region)
+    events = aws_client("events", endpoint_url, resources.region)
+    name = physical_name(resources, EVENTS_TAP)
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for bus in buses:
+        events.put_rule(
+            Name=name, EventBusName=bus, EventPattern=json.dumps({"account": [resources.account_id]})
+        )
+        events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "tap", "Arn": queue_arn}])
+    return str(url)

@@ -32,9 +32,10 @@ from devstack.pollers import (
     SqsEventSourceMapping,
     rate_seconds,
 )
-from devstack.provision import provision
+from devstack.provision import provision, tap_event_buses
 from devstack.services import LOOPBACK, E2BServer, MotoServer, RedisServer, kill_sessions, stop_all
 from devstack.template import QUEUE, SECRET, TABLE_TYPES, LocalResources, Template
+from devstack.websocket import WebSocketGateway
 
 log = logging.getLogger("devstack")
 
@@ -143,6 +144,8 @@ class DevStack:
         self.resources: LocalResources | None = None
         self.runtime: ProcessRuntime | None = None
         self.gateway: Gateway | None = None
+        self.websocket: WebSocketGateway | None = None
+        self.events_tap: str | None = None  # an SQS queue that receives everything put on the event bus
         self.pollers: list[Poller] = []
         self.projects: list[dict[str, str]] = []
         self._service_sessions: set[int] = set()  # for the sweep, even after the services are forgotten
@@ -188,6 +191,10 @@ class DevStack:
             parameters=config.parameters,
         )
         self.projects = self.seed(config.projects)
+        if self.template.websocket_api is not None:
+            # Its ports first (the functions' environment names its management endpoint), its runtime later.
+            self.websocket = WebSocketGateway(self.template, self.resources, host=config.host).start()
+        self.events_tap = tap_event_buses(self.template, self.resources, self.moto.url)
         self.runtime = ProcessRuntime(
             self.template,
             self.resources,
@@ -204,6 +211,8 @@ class DevStack:
             stage=config.stage,
             authorizer_cache=config.authorizer_cache,
         ).start()
+        if self.websocket is not None:
+            self.websocket.runtime = self.runtime
         for poller in make_pollers(
             self.template,
             self.resources,
@@ -231,6 +240,8 @@ class DevStack:
             stopping = [_in_thread(poller.stop, f"stop-{poller.name}") for poller in pollers]
             if self.gateway is not None:
                 _step("the gateway", self.gateway.stop)
+            if self.websocket is not None:
+                _step("the WebSocket gateway", self.websocket.stop)
             if self.runtime is not None:
                 _step("the function workers", self.runtime.stop)
             deadline = time.monotonic() + POLLER_GRACE
@@ -273,6 +284,7 @@ class DevStack:
             e2b_api_url=self.e2b.url,
             e2b_sandbox_url=self.e2b.url,
             e2b_api_key=self.e2b.api_key,
+            websocket_management_url=self.websocket.management_url if self.websocket else None,
         )
 
     @property
@@ -299,6 +311,8 @@ class DevStack:
         resources = self.resources
         return {
             "api_url": self.gateway.url,
+            "ws_url": self.websocket.url if self.websocket else None,
+            "events_tap_queue_url": self.events_tap,
             "aws_endpoint_url": self.moto.url,
             "region": self.config.region,
             "redis_url": self.redis.url,

@@ -19,6 +19,8 @@ import yaml
 
 FUNCTION = "AWS::Serverless::Function"
 HTTP_API = "AWS::Serverless::HttpApi"
+WEBSOCKET_API = "AWS::Serverless::WebSocketApi"
+EVENT_BUS = "AWS::Events::EventBus"
 TABLE_TYPES = ("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable")
 QUEUE = "AWS::SQS::Queue"
 SECRET = "AWS::SecretsManager::Secret"  # noqa: S105 - a type name
@@ -190,6 +192,13 @@ class HttpApi:
             raise TemplateError(f"{route.function}.{route.event}: unknown authorizer {name!r}") from None
 
 
+@dataclass(frozen=True)
+class WebSocketApi:
+    logical_id: str
+    stage_name: Any  # may be a !Ref
+    routes: dict[str, str]  # "$connect" / "$disconnect" / "$default" / action → function logical id
+
+
 def _method(value: Any) -> str:
     method = str(value).upper()
     return "ANY" if method == "X-AMAZON-APIGATEWAY-ANY-METHOD" else method
@@ -354,6 +363,27 @@ class Template:
     @property
     def routes(self) -> list[HttpRoute]:
         return [route for function in self.functions.values() for route in function.routes]
+
+    # -- the WebSocket API ---------------------------------------------------------------------------------
+
+    @property
+    def websocket_api(self) -> WebSocketApi | None:
+        """The (single) AWS::Serverless::WebSocketApi: its stage and route key → function."""
+        apis = list(self.of_type(WEBSOCKET_API))
+        if not apis:
+            return None
+        if len(apis) > 1:
+            raise TemplateError("the dev stack serves one WebSocketApi; this template has " + str(len(apis)))
+        logical_id, props = apis[0]
+        routes: dict[str, str] = {}
+        for route_key, spec in (props.get("Routes") or {}).items():
+            function = referenced_resource((spec or {}).get("FunctionArn"))
+            if function is None:
+                where = f"{logical_id}.Routes.{route_key}"
+                raise TemplateError(f"{where}: FunctionArn must be !GetAtt <Function>.Arn")
+            routes[str(route_key)] = function
+        stage = props.get("StageName", "$default")
+        return WebSocketApi(logical_id=logical_id, stage_name=stage, routes=routes)
 
     # -- the HTTP API --------------------------------------------------------------------------------------
 

@@ -20,6 +20,8 @@ import traceback
 from dataclasses import dataclass
 from typing import IO, Any
 
+from devstack.limits import response_too_large
+
 FRAME_HEADER = struct.Struct(">I")
 
 
@@ -106,7 +108,11 @@ def serve(code_uri: str, handler: str, requests: IO[bytes], responses: IO[bytes]
             return 0
         context = LambdaContext(**request["context"])
         try:
-            reply = {"type": "result", "result": function(request["event"], context)}
+            result = function(request["event"], context)
+            too_large = response_too_large(result)
+            reply = (
+                {"type": "error", "error": too_large} if too_large else {"type": "result", "result": result}
+            )
         except Exception as error:
             reply = {"type": "error", "error": error_payload(error)}
         sys.stdout.flush()

@@ -272,6 +272,17 @@ def test_the_context_object_is_lambda_like(sample: Sample) -> None:
     assert 4000 < context["remaining"] <= 5000 and len(context["request_id"]) == 36
 
 
+def test_a_response_over_lambdas_limit_fails_as_in_the_cloud(sample: Sample) -> None:
+    """Lambda refuses a synchronous response over 6,291,556 bytes (Function.ResponseSizeTooLarge) and an
+    HTTP API answers 500: here too, instead of delivering it."""
+    invocation = sample.runtime.execute("EchoFunction", {"pathParameters": {"mode": "huge"}})
+    assert not invocation.ok and invocation.error["errorType"] == "Function.ResponseSizeTooLarge"
+    assert "6291556" in invocation.error["errorMessage"]
+    reply = sample.request("GET", "/echo/huge")
+    assert (reply.status, reply.json()) == (500, {"message": "Internal Server Error"})
+    assert sample.request("GET", "/echo/plain").status == 200  # the function keeps serving
+
+
 def test_the_timeout_kills_the_worker_and_the_next_call_gets_a_new_one(sample: Sample) -> None:
     started = time.monotonic()
     invocation = sample.runtime.execute("SlowFunction", {"pathParameters": {"mode": "sleep5"}})

@@ -72,7 +72,11 @@ def test_the_e2b_secret_holds_the_local_e2b_key(
 
 
 def test_provisioning_again_is_idempotent(
-    template: Template, local_resources: LocalResources, moto_server: MotoServer, redis_server: RedisServer
+    template: Template,
+    local_resources: LocalResources,
+    moto_server: MotoServer,
+    redis_server: RedisServer,
+    local_e2b: Any,
 ) -> None:
     again = provision(
         template,
@@ -80,6 +84,7 @@ def test_provisioning_again_is_idempotent(
         region=local_resources.region,
         redis_host=redis_server.host,
         redis_port=redis_server.port,
+        e2b_api_key=local_e2b.api_key,  # the same inputs (without it the E2B secret would get a placeholder)
     )
     for types in (TABLE_TYPES, (QUEUE,)):
         assert again.names(*types) == local_resources.names(*types)

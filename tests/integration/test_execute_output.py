@@ -84,3 +84,28 @@ def test_a_chunk_is_cut_at_whichever_bound_comes_first() -> None:
     by_wire = BoundedOutput(cap=100, wire_ceiling=12)
     by_wire.feed("ab\x01\x02")  # 1 + 1 + 7 + 7 bytes in the response: \x02 does not fit
     assert (by_wire.text, by_wire.truncated, by_wire.total_bytes) == ("ab\x01", True, 4)
+
+
+def test_a_tool_call_printing_eight_megabytes_is_capped_the_same_way(
+    api: Api, project: Project, e2b_env: Any, teardown: TeardownPipeline
+) -> None:
+    session = api.create(project)
+    command = f"head -c {EIGHT_MB} /dev/zero | tr '\\0' a; exit 5"
+    reply = api.call(
+        "POST",
+        f"/v1/sessions/{session['id']}/tools/run_command/call",
+        key=project.api_key,
+        body={"arguments": {"command": command}},
+    )
+    assert reply.status == 200
+    structured = reply.body["structured_content"]
+    assert structured["exit_code"] == 5 and structured["stdout_truncated"] is True
+    assert structured["stdout_bytes"] == EIGHT_MB and "stdout" not in structured  # the output is the text
+    assert len(reply.body["content"][0]["text"]) == DEFAULT_OUTPUT_CAP
+    assert reply.body["is_error"] is True
+    assert lambda_response_size(reply.body) < LAMBDA_RESPONSE_LIMIT
+    catalog = {"description": "prints a lot", "input_schema": {"type": "object"}, "command": command}
+    assert api.call("PUT", "/v1/tools/loud", key=project.api_key, body=catalog).status == 201
+    loud = api.call("POST", f"/v1/sessions/{session['id']}/tools/loud/call", key=project.api_key, body={})
+    assert loud.status == 200 and loud.body["is_error"] is True
+    assert lambda_response_size(loud.body) < LAMBDA_RESPONSE_LIMIT

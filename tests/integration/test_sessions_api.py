@@ -58,8 +58,9 @@ def test_create_then_get(api: Api, project: Project) -> None:
         "version",
         "created_at",
         "updated_at",
+        "last_active_at",
     }
-    assert created["version"] == 1 and created["tag"] == "t-1"
+    assert created["version"] == 1 and created["tag"] == "t-1" and created["last_active_at"] is None
     got = api.call("GET", f"/v1/sessions/{created['id']}", key=project.api_key)
     assert got.status == 200 and got.body == created
 

@@ -258,8 +258,9 @@ def test_run_command_builtin_reports_output_and_exit(
     assert reply.status == 200
     assert reply.body["is_error"] is True
     structured = reply.body["structured_content"]
+    assert reply.body["content"] == [{"type": "text", "text": "hi\n"}]  # the output, once
     assert (
-        structured["stdout"] == "hi\n" and structured["exit_code"] == 4 and structured["timed_out"] is False
+        structured["exit_code"] == 4 and structured["timed_out"] is False and structured["stdout_bytes"] == 3
     )
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,6 @@ import pytest
 
 from devstack.functions import Invocation
 from devstack.gateway import Gateway, Request
-from devstack.worker import error_payload
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 
@@ -50,13 +48,7 @@ class _Runtime:
     def execute(self, logical_id: str, event: Any) -> Invocation:
         route_function = getattr(self.local, "route", None)
         overrides = getattr(self.local, "env", None) if logical_id == route_function else None
-        started = time.perf_counter()
-        try:
-            result = self.invoker.invoke(logical_id, event, env_overrides=overrides)
-        except Exception as error:
-            return Invocation(logical_id, str(uuid.uuid4()), error=error_payload(error))
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        return Invocation(logical_id, str(uuid.uuid4()), result=result, duration_ms=elapsed_ms)
+        return self.invoker.execute(logical_id, event, env_overrides=overrides)
 
 
 class Api:

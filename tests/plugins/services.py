@@ -379,6 +379,8 @@ def handler(event, context):
         return {"statusCode": "teapot"}
     if mode == "raise":
         raise ValueError("the handler failed")
+    if mode == "huge":  # just over Lambda's 6,291,556-byte synchronous response limit
+        return {"statusCode": 200, "body": "x" * 6_291_556}
     if mode == "crash":
         os._exit(3)
     if mode.startswith("sleep"):

@@ -57,31 +57,39 @@ def error_response(status: int, code: str, message: str, details: list | None = 
     )
 
 
-def _require_principal(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
-    """No route runs without a principal: the authorizer sets a project only for a valid, unrevoked API key
-    or a valid, unexpired session token. A session token reaches only its own session's routes: anything
-    else is 404 (another session) or 401 (a project route), and nothing runs."""
-    lambda_context = (
-        (app.current_event.request_context.authorizer.get_lambda or {}) if app.current_event else {}
-    )
-    project_id = lambda_context.get(PROJECT_CONTEXT_KEY)
-    if not project_id:
-        reason = lambda_context.get("reason") or "missing or invalid API key"
-        return error_response(401, Unauthorized.code, str(reason))
-    token_session = lambda_context.get(TOKEN_SESSION_CONTEXT_KEY)
-    if token_session:
-        path_session = (app.current_event.path_parameters or {}).get("session_id")
-        if path_session is None:
-            return error_response(401, Unauthorized.code, "a session token cannot use project routes")
-        if path_session != token_session:
-            return error_response(404, NotFound.code, "session not found")
-    app.append_context(project_id=project_id)
-    return next_middleware(app)
+Reject = Callable[[int, str, str], Response]
 
 
-def build_app() -> APIGatewayHttpResolver:
+def principal_required(reject: Reject = lambda status, code, message: error_response(status, code, message)):
+    """The middleware every route has: no route runs without a principal. The authorizer sets a project
+    only for a valid, unrevoked API key or a valid, unexpired session token, and a session token reaches
+    only its own session's routes: anything else is 404 (another session) or 401 (a project route), and
+    nothing runs. `reject` shapes the refusal (the MCP route answers in JSON-RPC)."""
+
+    def middleware(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
+        lambda_context = (
+            (app.current_event.request_context.authorizer.get_lambda or {}) if app.current_event else {}
+        )
+        project_id = lambda_context.get(PROJECT_CONTEXT_KEY)
+        if not project_id:
+            reason = lambda_context.get("reason") or "missing or invalid API key"
+            return reject(401, Unauthorized.code, str(reason))
+        token_session = lambda_context.get(TOKEN_SESSION_CONTEXT_KEY)
+        if token_session:
+            path_session = (app.current_event.path_parameters or {}).get("session_id")
+            if path_session is None:
+                return reject(401, Unauthorized.code, "a session token cannot use project routes")
+            if path_session != token_session:
+                return reject(404, NotFound.code, "session not found")
+        app.append_context(project_id=project_id)
+        return next_middleware(app)
+
+    return middleware
+
+
+def build_app(reject: Reject | None = None) -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver()
-    app.use(middlewares=[_require_principal])
+    app.use(middlewares=[principal_required(reject) if reject else principal_required()])
 
     @app.exception_handler(DomainError)
     def _domain_error(error: DomainError) -> Response:
@@ -124,7 +132,9 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def parse_body(app: APIGatewayHttpResolver, model: type[M], *, optional: bool = False) -> M:
+def parse_body(
+    app: APIGatewayHttpResolver, model: type[M], *, optional: bool = False, max_bytes: int = MAX_BODY_BYTES
+) -> M:
     """Size, encoding, JSON and depth checks, then strict model validation: 413, 400 or 422 before
     anything is changed. With `optional`, no body at all means an empty object (all defaults)."""
     event = app.current_event
@@ -136,8 +146,8 @@ def parse_body(app: APIGatewayHttpResolver, model: type[M], *, optional: bool = 
         raw = event.decoded_body or ""
     except (UnicodeDecodeError, ValueError) as error:
         raise BadRequest("request body is not UTF-8 text") from error
-    if len(raw.encode()) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"request body is larger than {MAX_BODY_BYTES} bytes")
+    if len(raw.encode()) > max_bytes:
+        raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
     try:
         data = json.loads(raw, parse_constant=_reject_constant)
     except RecursionError as error:

@@ -78,3 +78,8 @@ class WriteConflict(Exception):
 
 class CacheUnavailable(Exception):
     """Adapter outcome: Redis did not take a write that must land (the stream invalidator retries it)."""
+
+
+class FeedUnavailable(Exception):
+    """Adapter outcome: the WebSocket management API or the event bus did not take a delivery that must be
+    retried (throttled, unreachable); the stream record fails and comes back."""

@@ -36,6 +36,8 @@ class Session:
     teardown_completed_at: str | None = None
     sandboxes_killed: int = 0
     sandbox_id: str | None = None
+    last_active_at: str | None = None
+    messages_purged: int = 0
 
     @property
     def is_deleted(self) -> bool:
@@ -56,6 +58,7 @@ class Session:
             "version": self.version,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "last_active_at": self.last_active_at,
         }
         if self.deleted_at is not None:
             del body["config"], body["metadata"]
@@ -65,6 +68,7 @@ class Session:
                 "state": self.teardown_state,
                 "completed_at": self.teardown_completed_at,
                 "sandboxes_killed": self.sandboxes_killed,
+                "messages_purged": self.messages_purged,
             }
         return body
 
@@ -85,6 +89,7 @@ class ListQuery:
     user_id: str | None = None
     changed_since: str | None = None
     include_deleted: bool = False
+    active_since: str | None = None  # only sessions active at or after this time, most recent first
 
 
 @dataclass(frozen=True)
@@ -259,6 +264,15 @@ class ListSessionsParams(BaseModel):
     user_id: UserId | None = None
     changed_since: str | None = None
     include_deleted: bool = False
+    active: bool = False  # sessions active (a message or an execute) in the last 15 minutes
+
+    @model_validator(mode="after")
+    def _active_alone(self) -> ListSessionsParams:
+        if self.active and (
+            self.user_id is not None or self.changed_since is not None or self.include_deleted
+        ):
+            raise ValueError("active=true cannot be combined with user_id, changed_since or include_deleted")
+        return self
 
 
 # --- session tokens ---------------------------------------------------------------------------------------
@@ -424,3 +438,68 @@ class FileContent:
 class SandboxFileError(Exception):
     """Adapter outcome: the sandbox refused a file operation (no such file, a directory, a bad path). A
     tool's failure, reported to the agent as a result, not an HTTP error."""
+
+
+# --- messages ---------------------------------------------------------------------------------------------
+
+MAX_MESSAGE_CONTENT_BYTES = 64 * 1024
+MAX_MESSAGE_BODY_BYTES = MAX_MESSAGE_CONTENT_BYTES + 1024  # the content plus its envelope
+MAX_MESSAGES_LIMIT, DEFAULT_MESSAGES_LIMIT = 200, 50
+LocalId = Annotated[StrictStr, Field(min_length=1, max_length=128)]
+
+
+class AppendMessageRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+
+    content: Any = Field(...)  # any JSON value, at most 64 KiB serialized (checked by the service)
+    local_id: LocalId | None = None
+
+
+class ListMessagesParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    after_seq: Annotated[int, Field(ge=0)] | None = None
+    before_seq: Annotated[int, Field(ge=1)] | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_MESSAGES_LIMIT)] = DEFAULT_MESSAGES_LIMIT
+
+    @model_validator(mode="after")
+    def _one_direction(self) -> ListMessagesParams:
+        if self.after_seq is not None and self.before_seq is not None:
+            raise ValueError("give after_seq or before_seq, not both")
+        return self
+
+
+@dataclass(frozen=True)
+class Message:
+    project_id: str
+    session_id: str
+    message_id: str
+    seq: int
+    content: Any
+    created_at: str
+    local_id: str | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        return {
+            "id": self.message_id,
+            "seq": self.seq,
+            "local_id": self.local_id,
+            "content": self.content,
+            "created_at": self.created_at,
+        }
+
+
+# --- live feed ------------------------------------------------------------------------------------------
+
+FEED_CONNECTION_TTL_S = 2 * 3600 + 600  # API Gateway ends a WebSocket after 2 h; rows outlive it a little
+
+
+@dataclass(frozen=True)
+class FeedConnection:
+    """A WebSocket connection to the live feed: a project's (API key) or one session's (session token)."""
+
+    connection_id: str
+    project_id: str
+    session_id: str | None
+    connected_at: str
+    expires_at: int

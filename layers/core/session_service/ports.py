@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from session_service.models import (
     ApiKeyRecord,
     CommandResult,
+    FeedConnection,
     FileContent,
     FileEntry,
     ListQuery,
+    Message,
     Page,
     Project,
     SandboxListing,
@@ -19,6 +21,9 @@ from session_service.models import (
     Tool,
     UsageRecord,
 )
+
+if TYPE_CHECKING:
+    from session_service.events import DomainEvent
 
 
 class SessionStore(Protocol):
@@ -46,8 +51,13 @@ class SessionStore(Protocol):
         """The DELETE: one conditional write that sets deleted_at unless already set (by another request
         than `request_token`). False: no such live session in this project (unknown, foreign, deleted)."""
 
-    def record_teardown(self, project_id: str, session_id: str, *, killed: int, done_at: str | None) -> None:
-        """Add `killed` to the session's count; with `done_at`, mark teardown done and purge the content."""
+    def record_teardown(
+        self, project_id: str, session_id: str, *, killed: int, done_at: str | None, messages_purged: int = 0
+    ) -> None:
+        """Add to the session's counts; with `done_at`, mark teardown done and purge the content."""
+
+    def touch_activity(self, project_id: str, session_id: str, at: str, not_since: str) -> None:
+        """Record activity at `at` unless recorded at or after `not_since`; never on a deleted session."""
 
     def pending_teardowns(self, deleted_before: str, limit: int) -> list[Tombstone]:
         """Tombstones whose teardown is still pending (through the sparse index, never a Scan)."""
@@ -180,6 +190,55 @@ class TokenStore(Protocol):
 
     def purge_session(self, project_id: str, session_id: str) -> int:
         """Delete every token of a session (teardown); returns how many were deleted."""
+
+
+class MessageStore(Protocol):
+    """A session's messages, in its own partition, numbered 1, 2, 3, ... without gaps."""
+
+    def append(
+        self,
+        project_id: str,
+        session_id: str,
+        content: Any,
+        local_id: str | None,
+        *,
+        message_id: str,
+        at: str,
+    ) -> tuple[Message, bool]:
+        """Append with the next seq, unless `local_id` was seen: then (the original, False). Only while the
+        session is live (one transaction with a check on it): NotFound otherwise."""
+
+    def page(
+        self, project_id: str, session_id: str, *, after_seq: int | None, before_seq: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        """Ascending after `after_seq`, or descending before `before_seq`; and whether more exist."""
+
+    def purge(self, project_id: str, session_id: str, limit: int) -> tuple[int, bool]:
+        """Delete up to `limit` of the session's items, oldest first; (messages deleted, all gone)."""
+
+
+class ConnectionStore(Protocol):
+    def put(self, connection: FeedConnection) -> None: ...
+
+    def delete(self, connection_id: str) -> None: ...
+
+    def recipients(self, project_id: str, session_id: str) -> list[FeedConnection]:
+        """Who hears about one of the session's events: the project's connections and the session's own."""
+
+    def of_session(self, project_id: str, session_id: str) -> list[FeedConnection]:
+        """The connections opened with the session's tokens (closed when the session is deleted)."""
+
+
+class ConnectionPusher(Protocol):
+    def send(self, connection_id: str, frame: str) -> bool:
+        """False when the connection is gone (410); raises FeedUnavailable when the send may be retried."""
+
+    def close(self, connection_id: str) -> None: ...
+
+
+class EventPublisher(Protocol):
+    def publish(self, events: list[DomainEvent]) -> None:
+        """Put the events on the bus; raises FeedUnavailable when any was not taken."""
 
 
 class ToolStore(Protocol):

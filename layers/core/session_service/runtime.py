@@ -12,12 +12,17 @@ from typing import TYPE_CHECKING
 from session_service.settings import Settings
 
 if TYPE_CHECKING:
+    from session_service.adapters.dynamodb.connections import DynamoConnectionStore
+    from session_service.adapters.dynamodb.messages import DynamoMessageStore
     from session_service.adapters.dynamodb.sessions import DynamoSessionStore
     from session_service.adapters.dynamodb.tables import Tables
     from session_service.adapters.dynamodb.tokens import DynamoTokenStore
     from session_service.adapters.dynamodb.tools import DynamoToolStore
     from session_service.auth import Admin, Authenticator
     from session_service.cache_sync import CacheSync
+    from session_service.feed import FeedConnections, Notifier
+    from session_service.mcp import McpEndpoint
+    from session_service.messages import MessageService
     from session_service.ports import ResponseCache, SandboxProvider, TeardownQueue
     from session_service.service import SessionService
     from session_service.teardown import Sweeper, Teardown
@@ -109,6 +114,7 @@ class Container:
             self.sandboxes,
             self.queue,
             self.token_store if self.settings.tokens_table else None,
+            self.message_store if self.settings.messages_table else None,
             max_sandboxes_per_run=self.settings.teardown_max_sandboxes_per_run,
             kill_concurrency=self.settings.teardown_kill_concurrency,
         )
@@ -142,6 +148,48 @@ class Container:
         from session_service.tools import ToolRouter
 
         return ToolRouter(self.tool_store, self.workbench, output_cap=self.settings.command_output_cap_bytes)
+
+    @cached_property
+    def message_store(self) -> DynamoMessageStore:
+        from session_service.adapters.dynamodb.messages import DynamoMessageStore
+
+        return DynamoMessageStore(self.tables)
+
+    @cached_property
+    def messages(self) -> MessageService:
+        from session_service.messages import MessageService
+
+        return MessageService(self.store, self.message_store)
+
+    @cached_property
+    def connection_store(self) -> DynamoConnectionStore:
+        from session_service.adapters.dynamodb.connections import DynamoConnectionStore
+
+        return DynamoConnectionStore(self.tables)
+
+    @cached_property
+    def feed_connections(self) -> FeedConnections:
+        from session_service.feed import FeedConnections
+
+        return FeedConnections(self.authenticator, self.connection_store, self.store)
+
+    @cached_property
+    def notifier(self) -> Notifier:
+        from session_service.adapters.websocket import ApiGatewayConnectionPusher
+        from session_service.feed import Notifier
+
+        publisher = None
+        if self.settings.event_bus_name:
+            from session_service.adapters.eventbridge import EventBridgePublisher
+
+            publisher = EventBridgePublisher(self.settings)
+        return Notifier(self.connection_store, ApiGatewayConnectionPusher(self.settings), publisher)
+
+    @cached_property
+    def mcp(self) -> McpEndpoint:
+        from session_service.mcp import McpEndpoint
+
+        return McpEndpoint(self.tool_router)
 
     @cached_property
     def sweeper(self) -> Sweeper:
@@ -225,3 +273,19 @@ def tool_catalog() -> ToolCatalog:
 
 def tool_router() -> ToolRouter:
     return container().tool_router
+
+
+def mcp_endpoint() -> McpEndpoint:
+    return container().mcp
+
+
+def messages() -> MessageService:
+    return container().messages
+
+
+def feed_connections() -> FeedConnections:
+    return container().feed_connections
+
+
+def notifier() -> Notifier:
+    return container().notifier

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from session_service import clock, ids
+from session_service import activity, clock, ids
 from session_service.errors import (
     Conflict,
     NotFound,
@@ -114,6 +114,7 @@ class SessionService:
             changed_since=since,
             # A sync client asking what changed must learn of deletions too.
             include_deleted=params.include_deleted or since is not None,
+            active_since=activity.active_since() if params.active else None,
         )
         return self._store.list(project_id, query)
 

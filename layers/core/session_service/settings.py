@@ -27,6 +27,12 @@ class Settings(BaseModel):
     audit_table: str = ""
     tokens_table: str = ""
     tools_table: str = ""
+    messages_table: str = ""
+    connections_table: str = ""
+    # The live feed: the WebSocket API's management endpoint, and the event bus for other systems.
+    websocket_endpoint: str | None = None
+    event_bus_name: str | None = None
+    event_source: str = "com.sessionservice.sessions"
 
     redis_host: str | None = None
     redis_port: int = 6379
@@ -55,6 +61,12 @@ class Settings(BaseModel):
     # One teardown run kills at most this many sandboxes of a session; the rest are re-enqueued.
     teardown_max_sandboxes_per_run: int = 100
     teardown_kill_concurrency: int = 8
+    # The teardown function's time guard (functions/teardown): it starts a record only while at least
+    # `min_remaining` is left (a record's worst case: a DynamoDB read and write at their timeouts, ~5 s each,
+    # and one E2B listing at its 10 s timeout), and a run starts no kill once only `kill_reserve` is left
+    # (one kill at E2B's 10 s timeout plus the write that records it). What is not started is retried.
+    teardown_min_remaining_ms: int = 25_000
+    teardown_kill_reserve_ms: int = 15_000
 
     # E2B: in the cloud the key comes from Secrets Manager; locally it may be given directly.
     e2b_api_key_secret_arn: str | None = None

@@ -3,7 +3,8 @@
 The tombstone (deleted_at on the session item) is the source of truth. Teardown is idempotent and only
 ever acts on tombstoned sessions, so a duplicate, late or replayed message is harmless; anything it
 cannot finish raises TeardownIncomplete and the message is retried (then dead-lettered, then re-enqueued
-by the sweeper while the tombstone still says 'pending').
+by the sweeper while the tombstone still says 'pending'). A run given a deadline starts no kill after it:
+the kills it did not start count as failed, so the message comes back and the next run lists them again.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from session_service import clock
 from session_service.errors import SandboxRateLimited, SandboxUnavailable, TeardownIncomplete
 from session_service.models import TeardownMessage, TeardownReport, Tombstone
 from session_service.observability import annotate, count, logger
-from session_service.ports import SandboxProvider, SessionStore, TeardownQueue, TokenStore
+from session_service.ports import MessageStore, SandboxProvider, SessionStore, TeardownQueue, TokenStore
 
 _KILL_ATTEMPTS = 5
 
@@ -29,22 +30,29 @@ class Teardown:
         sandboxes: SandboxProvider,
         queue: TeardownQueue,
         tokens: TokenStore | None = None,
+        messages: MessageStore | None = None,
         *,
+        max_messages_per_run: int = 500,
         max_sandboxes_per_run: int = 100,
         kill_concurrency: int = 8,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], str] = clock.utc_now_iso,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self._sandboxes = sandboxes
         self._queue = queue
         self._tokens = tokens
+        self._messages = messages
+        self._max_messages = max_messages_per_run
         self._max_per_run = max_sandboxes_per_run
         self._concurrency = kill_concurrency
         self._sleep = sleep
         self._now = now
+        self._monotonic = monotonic
 
-    def run(self, message: TeardownMessage) -> TeardownReport:
+    def run(self, message: TeardownMessage, deadline: float | None = None) -> TeardownReport:
+        """`deadline` (time.monotonic()): no kill starts after it (the caller keeps room for one to end)."""
         project_id, session_id = message.project_id, message.session_id
         session = self._store.get(project_id, session_id)
         if session is None:
@@ -57,14 +65,15 @@ class Teardown:
         # A session already marked done is listed again all the same: a late message (e.g. from a fenced-out
         # execute whose kill failed) may be about a straggler. Listing an empty session is one cheap call.
         listing = self._sandboxes.list_session_sandboxes(project_id, session_id, self._max_per_run)
-        failures = self._kill_all(listing.sandbox_ids)
+        failures = self._kill_all(listing.sandbox_ids, deadline)
         killed = len(listing.sandbox_ids) - len(failures)
         if failures:
             count("SandboxKillFailures", len(failures))
             annotate("teardown_failed", session_id)
             self._store.record_teardown(project_id, session_id, killed=killed, done_at=None)
             raise TeardownIncomplete(
-                f"{len(failures)} sandbox kill(s) failed for {session_id}: {failures[:5]}"
+                f"{len(failures)} sandbox kill(s) failed or not started in time for {session_id}: "
+                f"{failures[:5]}"
             )
         if listing.truncated:
             # More sandboxes than one run may kill: count these and hand the rest to a fresh message.
@@ -78,27 +87,47 @@ class Teardown:
             return TeardownReport("done" if killed else "skipped", killed)
         if self._tokens is not None:
             count("SessionTokensPurged", self._tokens.purge_session(project_id, session_id))
-        self._store.record_teardown(project_id, session_id, killed=killed, done_at=self._now())
+        purged = 0
+        if self._messages is not None:
+            # In batches: a large conversation is purged over several runs, each continuing where the last
+            # one stopped (its deletes are gone from the partition, so nothing is read twice).
+            purged, all_gone = self._messages.purge(project_id, session_id, self._max_messages)
+            count("MessagesPurged", purged)
+            if not all_gone:
+                self._store.record_teardown(
+                    project_id, session_id, killed=killed, done_at=None, messages_purged=purged
+                )
+                if not self._queue.send(Tombstone(project_id, session_id, message.deleted_at)):
+                    raise TeardownIncomplete(f"could not re-enqueue the rest of {session_id}'s purge")
+                return TeardownReport("continued", killed)
+        self._store.record_teardown(
+            project_id, session_id, killed=killed, done_at=self._now(), messages_purged=purged
+        )
         count("TeardownsCompleted")
         logger.info("teardown done", extra={"session_id": session_id, "sandboxes_killed": killed})
         return TeardownReport("done", killed)
 
-    def _kill_all(self, sandbox_ids: list[str]) -> list[str]:
-        """Kill with bounded concurrency; returns the ids that could not be killed."""
+    def _kill_all(self, sandbox_ids: list[str], deadline: float | None) -> list[str]:
+        """Kill with bounded concurrency; returns the ids that were not killed (failed or not started)."""
         if not sandbox_ids:
             return []
         with ThreadPoolExecutor(max_workers=min(self._concurrency, len(sandbox_ids))) as pool:
-            outcomes = list(pool.map(self._kill_one, sandbox_ids))
+            outcomes = list(pool.map(lambda sandbox_id: self._kill_one(sandbox_id, deadline), sandbox_ids))
         return [sandbox_id for sandbox_id, ok in zip(sandbox_ids, outcomes, strict=True) if not ok]
 
-    def _kill_one(self, sandbox_id: str) -> bool:
+    def _kill_one(self, sandbox_id: str, deadline: float | None) -> bool:
         for attempt in range(_KILL_ATTEMPTS):
+            left = None if deadline is None else deadline - self._monotonic()
+            if left is not None and left <= 0:
+                count("SandboxKillsDeferred")  # not started: the retried message lists it again
+                return False
             try:
                 self._sandboxes.kill(sandbox_id)  # False (already gone) counts as done
                 return True
             except SandboxRateLimited:
                 count("SandboxKillThrottled")
-                self._sleep(min(0.2 * 2**attempt, 5.0))
+                backoff = min(0.2 * 2**attempt, 5.0)
+                self._sleep(backoff if left is None else min(backoff, left))
             except SandboxUnavailable as error:
                 logger.warning(
                     "sandbox kill failed", extra={"sandbox_id": sandbox_id, "error": error.message}

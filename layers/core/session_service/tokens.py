@@ -24,6 +24,7 @@ from session_service.models import CreateTokenRequest, IssuedToken, Principal, T
 from session_service.ports import TokenStore
 
 TOKEN_FORMAT = re.compile(r"^sst_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+UNKNOWN_TOKEN = "unknown session token"  # noqa: S105 - a message; also what a torn-down session's token gets
 
 
 def generate_token() -> tuple[str, str]:
@@ -62,7 +63,7 @@ class TokenService:
         presented = hash_key(token)
         record = self._store.get_by_hash(presented)
         if record is None or not hmac.compare_digest(record.token_hash, presented):
-            raise Unauthorized("unknown session token")
+            raise Unauthorized(UNKNOWN_TOKEN)
         if record.expires_at <= self._now():
             raise Unauthorized("expired session token")
         return Principal(project_id=record.project_id, session_id=record.session_id)

@@ -188,6 +188,9 @@ class ToolRouter:
         self._output_cap = output_cap
         self._monotonic = monotonic or time.monotonic
 
+    def live_session(self, project_id: str, session_id: str) -> Session:
+        return self._workbench.live_session(project_id, session_id)
+
     def session_tools(self, project_id: str, session_id: str) -> tuple[Session, list[Tool]]:
         """The live session and its tools: built-ins first, then the catalog's by name, narrowed by the
         session's `config.tools` allow-list if it has one. NotFound for a deleted or foreign session."""
@@ -290,16 +293,17 @@ class ToolRouter:
             return ToolResult(_text(str(refused)), True, None, session.sandbox_id, self._elapsed(started))
 
     def _command_result(self, execution: ExecutionResult, *, structured_stdout: bool) -> ToolResult:
+        """A command's run as a tool result. Output appears once (each stream is already capped to fit the
+        response): in the text for run_command, with the exit code and the counts as structured content; for
+        a catalog tool, stdout as the text and, when it is a JSON object, also as structured content."""
         result = execution.result
         failed = result.timed_out or result.exit_code != 0
-        if result.timed_out:
-            text = f"timed out; output so far:\n{result.stdout}{result.stderr}"
-        elif failed:
-            text = result.stderr or result.stdout or f"exit code {result.exit_code}"
-        else:
-            text = result.stdout
-        structured: dict[str, Any] | None
         if structured_stdout:
+            text = (
+                (result.stderr or result.stdout or f"exit code {result.exit_code}")
+                if failed
+                else result.stdout
+            )
             structured = None
             if not failed and not result.stdout_truncated:
                 try:
@@ -308,9 +312,11 @@ class ToolRouter:
                     parsed = None
                 structured = parsed if isinstance(parsed, dict) else None
         else:
-            structured = {
-                k: v for k, v in execution.to_api().items() if k not in ("sandbox_id", "duration_ms")
-            }
+            text = result.stdout + (f"\n[stderr]\n{result.stderr}" if result.stderr else "")
+            if result.timed_out:
+                text = f"[timed out]\n{text}"
+            outputs = ("stdout", "stderr", "sandbox_id", "duration_ms")
+            structured = {k: v for k, v in execution.to_api().items() if k not in outputs}
         return ToolResult(_text(text), failed, structured, execution.sandbox_id, execution.duration_ms)
 
     def _elapsed(self, started: float) -> int:

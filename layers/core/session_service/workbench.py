@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from session_service import clock, ids
+from session_service.activity import record_activity
 from session_service.errors import NotFound, SandboxGone, SandboxUnavailable
 from session_service.models import (
     CommandResult,
@@ -91,6 +92,7 @@ class Workbench:
         sandbox_id, result, session = self._in_sandbox(session, run)
         execution = ExecutionResult(sandbox_id, result, int((self._monotonic() - started) * 1000))
         self._record_usage(session, execution, tool)
+        record_activity(self._store, session)
         return execution
 
     def read_file(self, session: Session, path: str, *, max_bytes: int) -> tuple[str, FileContent]:

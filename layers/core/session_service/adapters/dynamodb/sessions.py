@@ -33,7 +33,7 @@ from session_service.errors import BadRequest, TagTaken, WriteConflict
 from session_service.models import ListQuery, Page, Session, Tombstone, UsageRecord
 
 _UPDATED_KEY = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z#ses_[0-9a-z]{26}$")
-_MODES = {"project": "p", "user": "u", "changed": "c"}
+_MODES = {"project": "p", "user": "u", "changed": "c", "active": "a"}
 
 
 def _config_entry(version: int) -> str:
@@ -72,7 +72,7 @@ def decode_cursor(mode: str, cursor: str, since: str | None = None) -> str:
     if not isinstance(payload, dict) or payload.get("m") != _MODES[mode]:
         raise BadRequest("invalid cursor (it belongs to a different listing)")
     last = payload.get("k")
-    valid = ids.is_session_id if mode != "changed" else _UPDATED_KEY.match
+    valid = ids.is_session_id if mode in ("project", "user") else _UPDATED_KEY.match
     if not isinstance(last, str) or not valid(last):
         raise BadRequest("invalid cursor")
     if mode == "changed" and payload.get("q") != (since or ""):
@@ -124,6 +124,8 @@ class DynamoSessionStore:
             teardown_completed_at=item.teardown_completed_at,
             sandboxes_killed=int(item.sandboxes_killed or 0),
             sandbox_id=item.sandbox_id,
+            last_active_at=item.last_active_at,
+            messages_purged=int(item.messages_purged or 0),
         )
 
     def _audit_config(self, session: Session) -> Any:
@@ -257,9 +259,29 @@ class DynamoSessionStore:
                 raise
         return True
 
-    def record_teardown(self, project_id: str, session_id: str, *, killed: int, done_at: str | None) -> None:
+    def touch_activity(self, project_id: str, session_id: str, at: str, not_since: str) -> None:
+        """Record activity at `at` unless it was recorded at or after `not_since` (at most once a minute),
+        and never on a deleted session. A lost race is fine: someone else recorded it."""
+        S = self._t.SessionItem
+        with dynamodb_errors("touch_activity"):
+            try:
+                self._key(project_id, session_id).update(
+                    actions=[S.last_active_at.set(at), S.active_key.set(keys.updated_key(at, session_id))],
+                    condition=S.session_id.exists()
+                    & S.deleted_at.does_not_exist()
+                    & (S.last_active_at.does_not_exist() | (S.last_active_at < not_since)),
+                )
+            except PynamoDBException as error:
+                if not condition_failed(error):
+                    raise
+
+    def record_teardown(
+        self, project_id: str, session_id: str, *, killed: int, done_at: str | None, messages_purged: int = 0
+    ) -> None:
         S = self._t.SessionItem
         actions: list[Any] = [S.sandboxes_killed.add(killed)]
+        if messages_purged:
+            actions.append(S.messages_purged.add(messages_purged))
         if done_at is not None:
             actions += [
                 S.teardown_state.set("done"),
@@ -357,6 +379,26 @@ class DynamoSessionStore:
                 )
 
             shards = [by_user(partition) for partition in keys.user_partitions(project_id, query.user_id)]
+        elif query.active_since is not None:
+            mode, sort_key = "active", _active_key_of
+            after = decode_cursor(mode, query.cursor) if query.cursor else None
+            low = query.active_since
+            active_range = S.active_key >= low if after is None else S.active_key.between(low, after)
+
+            def by_activity(partition: str) -> Callable[[], Iterable[Any]]:
+                def items() -> Iterator[Any]:
+                    found = S.by_activity.query(
+                        partition,
+                        range_key_condition=active_range,
+                        filter_condition=S.deleted_at.does_not_exist(),
+                        scan_index_forward=False,
+                        page_size=page_size,
+                    )
+                    return (item for item in found if item.active_key != after)
+
+                return items
+
+            shards = [by_activity(partition) for partition in keys.project_partitions(project_id)]
         elif query.changed_since is not None:
             mode, sort_key = "changed", _updated_key_of
             after = decode_cursor(mode, query.cursor, query.changed_since) if query.cursor else None
@@ -407,3 +449,7 @@ def _session_id_of(item: Any) -> str:
 
 def _updated_key_of(item: Any) -> str:
     return str(item.updated_key)
+
+
+def _active_key_of(item: Any) -> str:
+    return str(item.active_key)

@@ -9,6 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 from session_service.cache_sync import SessionChange
+from session_service.events import (
+    MESSAGE_CREATED,
+    SESSION_CREATED,
+    SESSION_DELETED,
+    SESSION_UPDATED,
+    TEARDOWN_COMPLETED,
+    DomainEvent,
+)
 
 
 def _string(image: dict[str, Any], name: str) -> str | None:
@@ -34,3 +42,77 @@ def session_change(record: dict[str, Any]) -> SessionChange | None:
         return None
     deleted = record.get("eventName") == "REMOVE" or _string(new, "deleted_at") is not None
     return SessionChange(project_id=project_id, session_id=session_id, version=version, deleted=deleted)
+
+
+def session_event(record: dict[str, Any]) -> DomainEvent | None:
+    """The lifecycle event a sessions-table record stands for (None: a change no one is told about, such as
+    an activity stamp or a sandbox recorded)."""
+    stream = record.get("dynamodb") or {}
+    new, old = stream.get("NewImage") or {}, stream.get("OldImage") or {}
+    project_id, session_id = _string(new or old, "project_id"), _string(new or old, "session_id")
+    if not project_id or not session_id or not new:
+        return None  # a REMOVE: the tombstone's TTL ran out long after everyone was told
+    event_id = str(record.get("eventID") or "")
+    if not old:
+        data = {
+            "user_id": _string(new, "user_id"),
+            "tag": _string(new, "tag"),
+            "version": _number(new, "version"),
+        }
+        return DomainEvent(
+            event_id, SESSION_CREATED, project_id, session_id, _string(new, "created_at") or "", data=data
+        )
+    deleted_at = _string(new, "deleted_at")
+    if deleted_at and not _string(old, "deleted_at"):
+        return DomainEvent(
+            event_id, SESSION_DELETED, project_id, session_id, deleted_at, data={"deleted_at": deleted_at}
+        )
+    if _string(new, "teardown_state") == "done" and _string(old, "teardown_state") != "done":
+        completed_at = _string(new, "teardown_completed_at") or ""
+        data = {
+            "sandboxes_killed": _number(new, "sandboxes_killed") or 0,
+            "messages_purged": _number(new, "messages_purged") or 0,
+            "completed_at": completed_at,
+        }
+        return DomainEvent(event_id, TEARDOWN_COMPLETED, project_id, session_id, completed_at, data=data)
+    version, previous = _number(new, "version"), _number(old, "version")
+    if not deleted_at and version is not None and previous is not None and version > previous:
+        return DomainEvent(
+            event_id,
+            SESSION_UPDATED,
+            project_id,
+            session_id,
+            _string(new, "updated_at") or "",
+            data={"version": version},
+        )
+    return None
+
+
+def message_event(record: dict[str, Any]) -> DomainEvent | None:
+    """message.created for a new message (not its local-id claim or the seq counter, nor a purge)."""
+    if record.get("eventName") != "INSERT":
+        return None
+    new = (record.get("dynamodb") or {}).get("NewImage") or {}
+    if not (_string(new, "sk") or "").startswith("m#"):
+        return None
+    project_id, session_id, seq = _string(new, "project_id"), _string(new, "session_id"), _number(new, "seq")
+    if not project_id or not session_id or seq is None:
+        return None
+    data = {"id": _string(new, "message_id"), "seq": seq, "local_id": _string(new, "local_id")}
+    return DomainEvent(
+        str(record.get("eventID") or ""),
+        MESSAGE_CREATED,
+        project_id,
+        session_id,
+        _string(new, "created_at") or "",
+        seq,
+        data,
+    )
+
+
+def domain_event(record: dict[str, Any], messages_table: str) -> DomainEvent | None:
+    """The event of a record from either stream the notifier reads (told apart by the record's table)."""
+    source = str(record.get("eventSourceARN") or "")
+    if messages_table and f":table/{messages_table}/stream/" in source:
+        return message_event(record)
+    return session_event(record)

@@ -93,6 +93,13 @@ class Tables:
             teardown_pending = UnicodeAttribute(hash_key=True)
             deleted_at = UnicodeAttribute(range_key=True)
 
+        class ByActivity(GlobalSecondaryIndex):
+            """A project's recently active sessions per session shard (sparse: only active ones)."""
+
+            Meta = _index_meta("by_activity")
+            pk = UnicodeAttribute(hash_key=True)
+            active_key = UnicodeAttribute(range_key=True)
+
         class SessionItem(Model):
             Meta = table_meta(settings.sessions_table)  # type: ignore[assignment]
             pk = UnicodeAttribute(hash_key=True)  # keys.session_partition(project_id, session_id)
@@ -115,6 +122,12 @@ class Tables:
             sandboxes_killed = NumberAttribute(null=True)
             sandbox_id = UnicodeAttribute(null=True)
             expires_at = NumberAttribute(null=True)  # DynamoDB TTL: the tombstone's end
+            last_active_at = UnicodeAttribute(
+                null=True
+            )  # a message or an execute; written at most once a minute
+            active_key = UnicodeAttribute(null=True)  # keys.updated_key(last_active_at, session_id)
+            messages_purged = NumberAttribute(null=True)  # teardown's progress through the messages
+            by_activity = ByActivity()
             by_user = ByUser()
             by_updated = ByUpdated()
             pending_teardown = PendingTeardown()
@@ -179,6 +192,46 @@ class Tables:
             expires_at = NumberAttribute()  # epoch seconds; DynamoDB TTL
             by_session = BySession()
 
+        class MessageItem(Model):
+            """A session's messages (sk="m#<seq, 12 digits>"), its local-id claims (sk="l#<local_id>") and its
+            sequence counter (sk="#counter"), all in the session's own partition."""
+
+            Meta = table_meta(settings.messages_table)  # type: ignore[assignment]
+            session_key = UnicodeAttribute(hash_key=True)  # keys.audit_partition(project_id, session_id)
+            sk = UnicodeAttribute(range_key=True)
+            message_id = UnicodeAttribute(null=True)
+            seq = NumberAttribute(null=True)
+            local_id = UnicodeAttribute(null=True)
+            content = JSONAttribute(null=True)
+            created_at = UnicodeAttribute(null=True)
+            project_id = UnicodeAttribute(null=True)
+            session_id = UnicodeAttribute(null=True)
+            last_seq = NumberAttribute(null=True)  # the counter item
+
+        class ByProjectScope(GlobalSecondaryIndex):
+            Meta = _index_meta("by_project", KeysOnlyProjection())
+            project_scope = UnicodeAttribute(hash_key=True)
+            connection_id = UnicodeAttribute(range_key=True)
+
+        class BySessionScope(GlobalSecondaryIndex):
+            Meta = _index_meta("by_session", KeysOnlyProjection())
+            session_scope = UnicodeAttribute(hash_key=True)
+            connection_id = UnicodeAttribute(range_key=True)
+
+        class ConnectionItem(Model):
+            """A live-feed connection: a project's (project_scope set) or a session's (session_scope)."""
+
+            Meta = table_meta(settings.connections_table)  # type: ignore[assignment]
+            connection_id = UnicodeAttribute(hash_key=True)
+            project_id = UnicodeAttribute()
+            session_id = UnicodeAttribute(null=True)
+            project_scope = UnicodeAttribute(null=True)  # <project_id> for an API-key connection
+            session_scope = UnicodeAttribute(null=True)  # keys.audit_partition(...) for a token connection
+            connected_at = UnicodeAttribute()
+            expires_at = NumberAttribute()  # DynamoDB TTL
+            by_project = ByProjectScope()
+            by_session = BySessionScope()
+
         class ToolItem(Model):
             """Catalog tools (pk=<project_id>, sk="tool#<name>") and the catalog version's copies
             (pk=keys.catalog_version_partition(...), sk="version")."""
@@ -201,3 +254,5 @@ class Tables:
         self.ApiKeyItem = ApiKeyItem
         self.TokenItem = TokenItem
         self.ToolItem = ToolItem
+        self.MessageItem = MessageItem
+        self.ConnectionItem = ConnectionItem

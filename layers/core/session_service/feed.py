@@ -1,0 +1,101 @@
+"""The live feed and the event bus: who is connected ($connect/$disconnect) and who hears about what.
+
+A connection opened with a project's API key hears every event of the project; one opened with a session
+token hears only its session's. Delivery runs from the tables' streams (NotifierFunction): each event is
+sent to its recipients; a connection API Gateway reports gone (410) is removed — that stale connection,
+never the sender. When a session is deleted, its token connections get the session.deleted event and are
+then closed (their credential died with the session). session.deleted and session.teardown_completed are
+also put on the event bus for other systems. Deliveries are at least once: a frame's `id` lets a client
+drop a duplicate, and after a reconnect a client resyncs (docs/architecture.md, "Live feed").
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from session_service import clock
+from session_service.auth import Authenticator
+from session_service.errors import NotFound, Unauthorized
+from session_service.events import BUS_TYPES, SESSION_DELETED, DomainEvent
+from session_service.models import FEED_CONNECTION_TTL_S, FeedConnection, Principal
+from session_service.observability import count, logger
+from session_service.ports import ConnectionPusher, ConnectionStore, EventPublisher, SessionStore
+
+
+class FeedConnections:
+    """$connect and $disconnect."""
+
+    def __init__(
+        self, authenticator: Authenticator, connections: ConnectionStore, sessions: SessionStore
+    ) -> None:
+        self._authenticator = authenticator
+        self._connections = connections
+        self._sessions = sessions
+
+    def connect(self, connection_id: str, api_key: str | None, token: str | None) -> Principal:
+        """Unauthorized (no valid key or token) or NotFound (the token's session is gone)."""
+        principal = self._authenticator.principal_for(api_key, f"Bearer {token}" if token else None)
+        if principal.session_id is not None:
+            session = self._sessions.get(principal.project_id, principal.session_id)
+            if session is None or session.is_deleted:
+                raise NotFound("session not found")
+        now = clock.now()
+        self._connections.put(
+            FeedConnection(
+                connection_id=connection_id,
+                project_id=principal.project_id,
+                session_id=principal.session_id,
+                connected_at=clock.iso(now),
+                expires_at=int((now + timedelta(seconds=FEED_CONNECTION_TTL_S)).timestamp()),
+            )
+        )
+        return principal
+
+    def disconnect(self, connection_id: str) -> None:
+        self._connections.delete(connection_id)
+
+
+class Notifier:
+    def __init__(
+        self, connections: ConnectionStore, pusher: ConnectionPusher, publisher: EventPublisher | None
+    ) -> None:
+        self._connections = connections
+        self._pusher = pusher
+        self._publisher = publisher
+        self._recipients: dict[tuple[str, str], list[FeedConnection]] = {}
+
+    def new_batch(self) -> None:
+        """Recipients are looked up once per session per batch of stream records (not longer: a client that
+        connects between two batches hears the next one)."""
+        self._recipients.clear()
+
+    def deliver(self, event: DomainEvent) -> None:
+        """Raises FeedUnavailable (the record is retried: duplicates are possible, losses are not)."""
+        if event.type in BUS_TYPES and self._publisher is not None:
+            self._publisher.publish([event])
+            count("BusEventsPublished")
+        frame = event.frame()
+        for connection in self._recipients_of(event):
+            if self._pusher.send(connection.connection_id, frame):
+                count("FeedFramesSent")
+            else:
+                self._connections.delete(connection.connection_id)  # the stale one, not the sender
+                count("FeedConnectionsGone")
+        if event.type == SESSION_DELETED:
+            for connection in self._connections.of_session(event.project_id, event.session_id):
+                self._pusher.close(connection.connection_id)
+                self._connections.delete(connection.connection_id)
+
+    def _recipients_of(self, event: DomainEvent) -> list[FeedConnection]:
+        key = (event.project_id, event.session_id)
+        if key not in self._recipients:
+            self._recipients[key] = self._connections.recipients(event.project_id, event.session_id)
+        return self._recipients[key]
+
+
+def rejected(error: Exception) -> int:
+    """The $connect status for a refusal: 401 for bad credentials, 404 for a session that is gone."""
+    if isinstance(error, Unauthorized):
+        logger.info("feed connection refused", extra={"reason": error.message})
+        return 401
+    return 404 if isinstance(error, NotFound) else 500

@@ -1,0 +1,83 @@
+"""Drives a session's MCP endpoint with the official `mcp` 1.x client, unmodified, as an agent would.
+
+Runs in its own tool environment (.tools/mcp1, made by the Makefile: mcp 1.x and 2.x cannot share one).
+Usage: client_v1.py URL HEADERS_JSON MODE, MODE "scenario" or "connect". Prints one JSON object.
+"""
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+import httpx
+from mcp import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import McpError
+
+
+def text(result: Any) -> str:
+    return "".join(block.text for block in result.content if getattr(block, "type", "") == "text")
+
+
+async def scenario(session: ClientSession) -> dict[str, Any]:
+    init = await session.initialize()
+    names, cursor = [], None
+    while True:
+        page = await session.list_tools(cursor=cursor)
+        names += [tool.name for tool in page.tools]
+        cursor = page.nextCursor
+        if not cursor:
+            break
+    wrote = await session.call_tool("write_file", {"path": "notes/hello.txt", "content": "hello from mcp v1"})
+    read = await session.call_tool("read_file", {"path": "notes/hello.txt"})
+    ran = await session.call_tool("run_command", {"command": "echo $((6 * 7)); cat notes/hello.txt"})
+    catalog = await session.call_tool("echo_args", {"text": "héllo", "n": 3})
+    invalid = await session.call_tool("echo_args", {"n": "not a number"})
+    try:
+        await session.call_tool("no_such_tool", {})
+        unknown = None
+    except McpError as error:
+        unknown = error.error.code
+    return {
+        "protocol": init.protocolVersion,
+        "server": init.serverInfo.name,
+        "tools": names,
+        "write": [wrote.isError, text(wrote)],
+        "read": [read.isError, text(read)],
+        "run": [ran.isError, text(ran)],
+        "catalog": [catalog.isError, catalog.structuredContent],
+        "invalid": [invalid.isError, text(invalid)],
+        "unknown_tool_code": unknown,
+    }
+
+
+async def main(url: str, headers: dict[str, str], mode: str) -> dict[str, Any]:
+    timeout = httpx.Timeout(60, read=120)
+    try:
+        async with (
+            httpx.AsyncClient(headers=headers, timeout=timeout) as http,
+            streamable_http_client(url, http_client=http) as (read, write, _session_id),
+            ClientSession(read, write) as session,
+        ):
+            if mode == "scenario":
+                return {"ok": True, **(await scenario(session))}
+            init = await session.initialize()
+            tools = await session.list_tools()
+            return {"ok": True, "protocol": init.protocolVersion, "tools": len(tools.tools)}
+    except BaseException as raised:  # the client raises ExceptionGroups out of its task groups
+        error = raised
+        while isinstance(error, BaseExceptionGroup) and error.exceptions:
+            error = error.exceptions[0]
+        code = error.error.code if isinstance(error, McpError) else None
+        status = error.response.status_code if isinstance(error, httpx.HTTPStatusError) else None
+        return {
+            "ok": False,
+            "type": type(error).__name__,
+            "message": str(error),
+            "code": code,
+            "status": status,
+        }
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]))))

@@ -1,0 +1,223 @@
+"""Least privilege, checked: each function's DynamoDB, SQS and Secrets Manager grants in template.yaml are
+exactly the calls its code makes.
+
+The route functions run as API Gateway runs them (plugins.api: the local gateway, their authorizer, the
+template's environment), the teardown and sweeper through their event sources, against the real local
+services. Every AWS call is recorded at botocore's BaseClient._make_api_call (boto3 and PynamoDB both go
+through it) and attributed to the function being invoked; a transaction's items count as the actions IAM
+authorises them as (Put/Update/Delete/ConditionCheck per table). A call without a grant fails the deploy's
+first request; a grant without a call is a privilege nobody needs. The few grants for paths a test here
+cannot reach are listed in NOT_DRIVEN, each with the path that needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import botocore.client
+import pytest
+from aws_lambda_powertools.utilities import parameters
+
+from devstack.template import Template
+from plugins.api import Api, Project
+from plugins.teardown import TeardownPipeline
+
+SERVICES = ("dynamodb", "sqs", "secretsmanager")
+Grant = tuple[str, str, str | None]  # (action, resource logical id, index name or None)
+
+# Grants whose call only a failure path makes, which these tests do not provoke.
+NOT_DRIVEN: dict[tuple[str, Grant], str] = {
+    ("ExecuteFunction", ("sqs:SendMessage", "TeardownQueue", None)): (
+        "workbench fence: a sandbox created for a session deleted meanwhile could not be killed"
+    ),
+    ("CallToolFunction", ("sqs:SendMessage", "TeardownQueue", None)): "workbench fence, as ExecuteFunction",
+    ("TeardownFunction", ("sqs:SendMessage", "TeardownQueue", None)): (
+        "re-enqueue: a session with more sandboxes (or messages) than one run handles"
+    ),
+    ("ListSessionsFunction", ("dynamodb:Query", "SessionsTable", "by_activity")): (
+        "the active_since listing, which the route does not take yet"
+    ),
+    ("TeardownFunction", ("dynamodb:BatchWriteItem", "MessagesTable", None)): (
+        "purges a session's messages; the messages routes are not driven here"
+    ),
+}
+DRIVEN = [
+    "AuthorizerFunction",
+    "CreateSessionFunction",
+    "GetSessionFunction",
+    "ListSessionsFunction",
+    "UpdateSessionFunction",
+    "DeleteSessionFunction",
+    "ExecuteFunction",
+    "CreateTokenFunction",
+    "PutToolFunction",
+    "GetToolFunction",
+    "ListToolsFunction",
+    "DeleteToolFunction",
+    "SessionToolsFunction",
+    "CallToolFunction",
+    "TeardownFunction",
+    "SweeperFunction",
+]
+
+
+def granted(template: Template, logical_id: str) -> set[Grant]:
+    grants: set[Grant] = set()
+    for policy in template.resources[logical_id]["Properties"].get("Policies") or []:
+        for statement in policy.get("Statement") or []:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = (
+                statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            )
+            for action in actions:
+                if action.split(":")[0] in SERVICES:
+                    grants |= {(action, *_resource(resource)) for resource in resources}
+    return grants
+
+
+def _resource(expression: Any) -> tuple[str, str | None]:
+    if "Fn::GetAtt" in expression:
+        return expression["Fn::GetAtt"][0], None
+    if "Ref" in expression:
+        return expression["Ref"], None
+    match = re.fullmatch(r"\$\{(\w+)\.Arn\}/index/(.+)", expression["Fn::Sub"])
+    assert match, expression
+    return match.group(1), match.group(2)
+
+
+class Recorder:
+    """The AWS calls each function makes while it is being invoked."""
+
+    def __init__(self, resources: Any) -> None:
+        self.by_physical = {str(res.ref): lid for lid, res in resources.resources.items()}
+        self.by_physical |= {str(res.attributes.get("Arn")): lid for lid, res in resources.resources.items()}
+        self.calls: dict[str, set[Grant]] = defaultdict(set)
+        self.current: str | None = None
+        self.lock = threading.Lock()
+
+    def record(self, service: str, operation: str, params: dict[str, Any]) -> None:
+        function = self.current
+        if function is None or service not in SERVICES:
+            return
+        with self.lock:
+            self.calls[function] |= self._grants(service, operation, params)
+
+    def _grants(self, service: str, operation: str, params: dict[str, Any]) -> set[Grant]:
+        if service == "dynamodb":
+            if operation == "TransactWriteItems":
+                kinds = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem"}
+                kinds["ConditionCheck"] = "ConditionCheckItem"
+                return {
+                    (f"dynamodb:{kinds[kind]}", self._id(spec["TableName"]), None)
+                    for item in params["TransactItems"]
+                    for kind, spec in item.items()
+                }
+            if operation == "TransactGetItems":
+                return {
+                    ("dynamodb:GetItem", self._id(i["Get"]["TableName"]), None)
+                    for i in params["TransactItems"]
+                }
+            if operation in ("BatchWriteItem", "BatchGetItem"):
+                return {(f"dynamodb:{operation}", self._id(table), None) for table in params["RequestItems"]}
+            return {(f"dynamodb:{operation}", self._id(params["TableName"]), params.get("IndexName"))}
+        if service == "sqs":
+            return {(f"sqs:{operation}", self._id(params["QueueUrl"]), None)}
+        return {(f"secretsmanager:{operation}", self._id(params["SecretId"]), None)}
+
+    def _id(self, physical: str) -> str:
+        return self.by_physical.get(physical, physical)
+
+
+@pytest.fixture
+def recorder(invoker: Any, local_resources: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
+    recording = Recorder(local_resources)
+    original_call = botocore.client.BaseClient._make_api_call
+    original_invoke = invoker.invoke
+
+    def make_api_call(client: Any, operation: str, params: dict[str, Any]) -> Any:
+        recording.record(client.meta.service_model.service_name, operation, params)
+        return original_call(client, operation, params)
+
+    def invoke(logical_id: str, event: Any, env_overrides: Any = None) -> Any:
+        parameters.clear_caches()  # each Lambda function has its own process, and so its own secret cache
+        outer, recording.current = recording.current, logical_id
+        try:
+            return original_invoke(logical_id, event, env_overrides=env_overrides)
+        finally:
+            recording.current = outer
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", make_api_call)
+    monkeypatch.setattr(invoker, "invoke", invoke)
+    yield recording
+
+
+def drive(api: Api, project: Project, teardown: TeardownPipeline, redis_down: Any) -> None:
+    """Every path of the driven functions that needs a permission (see NOT_DRIVEN for the rest)."""
+    key = project.api_key
+
+    def ok(method: str, path: str, body: Any = None, **kw: Any) -> Any:
+        reply = api.call(method, path, key=kw.pop("key", key), body=body, **kw)
+        assert reply.status < 300, (method, path, reply.status, reply.body)
+        return reply.body
+
+    session = ok("POST", "/v1/sessions", {"user_id": "u1", "tag": "least-privilege", "config": {"a": 1}})
+    sid = session["id"]
+    ok("POST", "/v1/sessions", {"user_id": "u1", "tag": "least-privilege"})  # the tag's owner, read
+    ok("GET", f"/v1/sessions/{sid}")
+    time.sleep(1.1)  # a reader checks the cache epoch at most once a second
+    ok("GET", f"/v1/sessions/{sid}")
+    ok("GET", "/v1/sessions")
+    ok("GET", "/v1/sessions", query={"user_id": "u1"})
+    ok("GET", "/v1/sessions", query={"changed_since": "2020-01-01T00:00:00Z"})
+    ok("PATCH", f"/v1/sessions/{sid}", {"config": {"a": 2}, "expected_version": 1})
+    with redis_down():  # a cache write that fails raises the cache epoch
+        ok("PATCH", f"/v1/sessions/{sid}", {"metadata": {"m": 1}})
+    token = ok("POST", f"/v1/sessions/{sid}/tokens")["token"]
+    ok("GET", f"/v1/sessions/{sid}", key=None, token=token)  # the authorizer reads the token
+    ok("POST", f"/v1/sessions/{sid}/execute", {"command": "echo hi"})
+    ok("PUT", "/v1/tools/echo_args", {
+        "description": "Echo the arguments", "command": "printf '%s' \"$TOOL_ARGUMENTS\"",
+        "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}},
+    })  # fmt: skip
+    ok("GET", "/v1/tools/echo_args")
+    ok("GET", "/v1/tools")
+    ok("GET", f"/v1/sessions/{sid}/tools", query={"query": "echo"})
+    fresh = ok("POST", "/v1/sessions", {"user_id": "u3"})  # its first tool call creates its sandbox
+    ok("POST", f"/v1/sessions/{fresh['id']}/tools/echo_args/call", {"arguments": {"text": "x"}})
+    ok("DELETE", "/v1/tools/echo_args")
+    ok("DELETE", f"/v1/sessions/{sid}")
+    other = ok("POST", "/v1/sessions", {"user_id": "u2"})
+    with redis_down():  # the cache tombstone fails: the epoch again
+        ok("DELETE", f"/v1/sessions/{other['id']}")
+    teardown.purge()  # the sweeper re-enqueues what is still pending, then the teardown consumes it
+    teardown.sweep(env={"TEARDOWN_GRACE_SECONDS": "0"})
+    teardown.drain()
+
+
+def test_each_function_is_granted_exactly_the_calls_it_makes(
+    api: Api,
+    project: Project,
+    template: Template,
+    teardown: TeardownPipeline,
+    redis_down: Any,
+    recorder: Recorder,
+) -> None:
+    drive(api, project, teardown, redis_down)
+    report = {}
+    for function in DRIVEN:
+        grants, calls = granted(template, function), recorder.calls.get(function, set())
+        missing = calls - grants
+        unused = {g for g in grants - calls if (function, g) not in NOT_DRIVEN}
+        if missing or unused:
+            report[function] = {
+                "called but not granted": sorted(map(str, missing)),
+                "granted, never called": sorted(map(str, unused)),
+            }
+    assert not report, json.dumps(report, indent=2)
+    assert all(function in recorder.calls for function in DRIVEN), set(DRIVEN) - recorder.calls.keys()
