@@ -42,16 +42,20 @@ BEFORE_COMMIT = "0b479a6"
 
 # The operation mix of a tool-router (fractions of OPS) and the traffic's shape.
 MIX = {
-    "get": 0.30,
-    "execute": 0.20,
-    "patch": 0.08,
-    "list": 0.05,
+    "get": 0.20,
+    "execute": 0.10,
+    "tool_call": 0.10,  # REST or MCP: the catalog version, the session, a usage record
+    "append": 0.15,  # a message
+    "list_messages": 0.03,
+    "patch": 0.05,
+    "list": 0.03,
     "changed_since": 0.02,
-    "create": 0.05,
-    "create_tagged": 0.05,
+    "create": 0.04,
+    "create_tagged": 0.03,
     "delete": 0.05,
-    "authorize": 0.20,  # requests whose decision API Gateway did not have cached
+    "authorize": 0.20,  # requests whose decision API Gateway did not have cached (half by session token)
 }
+STREAM_BATCH = 100  # records per notifier invocation: connections are read once per project per batch
 CACHE_HIT_RATIO = 0.8  # GETs served by Redis
 EXECUTES_PER_SANDBOX = 10  # an execute creates (and attaches) a sandbox once per this many
 CONTAINERS = 2_000  # concurrent function instances at this load: each re-reads the cache epoch once a second
@@ -78,6 +82,8 @@ class Schema:
                 self.indexes[logical_id].append((index["IndexName"], _hash_key(index["KeySchema"])))
 
     def write(self, load: Load, table: str, item: dict[str, str], units: float = 1.0) -> None:
+        if table not in self.tables:
+            return  # a table this layout did not have
         load.writes[(table, item[self.tables[table]])] += units
         for index, hash_key in self.indexes[table]:
             if hash_key in item:
@@ -185,6 +191,7 @@ def operations(rng: random.Random) -> Iterator[tuple[str, str]]:
 def simulate(layout: Layout, schema: Schema, seed: int = 7) -> Load:
     rng = random.Random(seed)
     load = Load()
+    events: list[str] = []  # the project of every stream record the notifier reads
     s = "SessionsTable"
     for operation, project in operations(rng):
         session_id = ids.new_session_id()
@@ -222,8 +229,29 @@ def simulate(layout: Layout, schema: Schema, seed: int = 7) -> Load:
             for partition in layout.project_partitions(project):
                 schema.read(load, s, partition, 0.5, index="by_updated")
         elif operation == "authorize":
-            # One key per tenant: the worst case for a key's item.
-            schema.read(load, "ApiKeysTable", f"key-of-{project}", layout.api_key_read_units)
+            if rng.random() < 0.5:  # One key per tenant: the worst case for a key's item.
+                schema.read(load, "ApiKeysTable", f"key-of-{project}", layout.api_key_read_units)
+            else:  # a session token: its own item (strongly consistent)
+                schema.read(load, "TokensTable", f"token-of-{session_id}")
+        elif operation == "tool_call":
+            schema.read(load, s, home)
+            copy = rng.randrange(keys.CATALOG_VERSION_COPIES)
+            schema.read(load, "ToolsTable", keys.catalog_version_partition(project, copy))
+            schema.write(load, "AuditTable", {"session_key": keys.audit_partition(project, session_id)})
+        elif operation in ("append", "list_messages"):
+            conversation = keys.audit_partition(project, session_id)
+            schema.read(load, s, home)
+            schema.read(load, "MessagesTable", conversation)
+            if operation == "append":  # one transaction: 2 units per item; the session is only checked
+                schema.read(load, s, home, 2.0)
+                schema.write(load, "MessagesTable", {"session_key": conversation}, 6.0)
+                events.append(project)
+        if operation in ("create", "create_tagged", "patch", "delete"):
+            events.append(project)
+    # The notifier reads a project's connections once per batch of stream records it is in.
+    for project, count in Counter(events).items():
+        for _ in range(max(1, count // STREAM_BATCH)):
+            schema.read(load, "ConnectionsTable", project, 0.5, index="by_project")
     # The sweeper: every 5 minutes, one query per shard of its index (negligible, but it is a key).
     for partition in layout.pending_partitions():
         schema.read(load, s, partition, 1 / 300, index="pending_teardown")

@@ -131,3 +131,27 @@ Resources:
     secrets = aws_client("secretsmanager", moto_server.url, "us-east-1")
     secret = json.loads(secrets.get_secret_value(SecretId=resources.ref("Password"))["SecretString"])
     assert secret["user"] == "app" and len(secret["password"]) == 20
+
+
+def test_queues_refuse_a_message_over_their_maximum_size_as_sqs_does(
+    template: Template, local_resources: LocalResources, moto_server: MotoServer
+) -> None:
+    """template.yaml caps its queues at 256 KiB (SQS allows up to 1 MiB); the local queues refuse the same."""
+    from botocore.exceptions import ClientError
+
+    sqs = aws_client("sqs", moto_server.url, local_resources.region)
+    url = local_resources.ref("TeardownQueue")
+    assert template.queues["TeardownQueue"]["MaximumMessageSize"] == 262144
+    sqs.send_message(QueueUrl=url, MessageBody="x" * 262144)
+    try:
+        sqs.send_message(QueueUrl=url, MessageBody="x" * 262145)
+    except ClientError as error:
+        assert error.response["Error"]["Code"] == "InvalidParameterValue"
+    else:
+        raise AssertionError("a message over the queue's MaximumMessageSize was accepted")
+    finally:
+        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get(
+            "Messages", []
+        ):
+            for message in messages:
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])

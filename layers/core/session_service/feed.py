@@ -62,12 +62,15 @@ class Notifier:
         self._connections = connections
         self._pusher = pusher
         self._publisher = publisher
-        self._recipients: dict[tuple[str, str], list[FeedConnection]] = {}
+        self._of_project: dict[str, list[FeedConnection]] = {}
+        self._of_session: dict[tuple[str, str], list[FeedConnection]] = {}
 
     def new_batch(self) -> None:
-        """Recipients are looked up once per session per batch of stream records (not longer: a client that
-        connects between two batches hears the next one)."""
-        self._recipients.clear()
+        """Connections are looked up once per project (and once per session) per batch of stream records:
+        a large tenant's events do not each read its connection list, and a client that connects between two
+        batches hears the next one."""
+        self._of_project.clear()
+        self._of_session.clear()
 
     def deliver(self, event: DomainEvent) -> None:
         """Raises FeedUnavailable (the record is retried: duplicates are possible, losses are not)."""
@@ -87,10 +90,12 @@ class Notifier:
                 self._connections.delete(connection.connection_id)
 
     def _recipients_of(self, event: DomainEvent) -> list[FeedConnection]:
-        key = (event.project_id, event.session_id)
-        if key not in self._recipients:
-            self._recipients[key] = self._connections.recipients(event.project_id, event.session_id)
-        return self._recipients[key]
+        project, session = event.project_id, (event.project_id, event.session_id)
+        if project not in self._of_project:
+            self._of_project[project] = self._connections.of_project(event.project_id)
+        if session not in self._of_session:
+            self._of_session[session] = self._connections.of_session(event.project_id, event.session_id)
+        return self._of_project[project] + self._of_session[session]
 
 
 def rejected(error: Exception) -> int:

@@ -222,8 +222,8 @@ class ConnectionStore(Protocol):
 
     def delete(self, connection_id: str) -> None: ...
 
-    def recipients(self, project_id: str, session_id: str) -> list[FeedConnection]:
-        """Who hears about one of the session's events: the project's connections and the session's own."""
+    def of_project(self, project_id: str) -> list[FeedConnection]:
+        """The connections opened with the project's API keys (they hear every event of the project)."""
 
     def of_session(self, project_id: str, session_id: str) -> list[FeedConnection]:
         """The connections opened with the session's tokens (closed when the session is deleted)."""

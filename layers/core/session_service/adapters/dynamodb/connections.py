@@ -55,15 +55,10 @@ class DynamoConnectionStore:
             if int(item.expires_at) > now
         ]
 
-    def recipients(self, project_id: str, session_id: str) -> list[FeedConnection]:
+    def of_project(self, project_id: str) -> list[FeedConnection]:
         C = self._t.ConnectionItem
-        with dynamodb_errors("feed_recipients"):
-            ids = [item.connection_id for item in C.by_project.query(project_id)]
-            ids += [
-                item.connection_id
-                for item in C.by_session.query(keys.audit_partition(project_id, session_id))
-            ]
-            return self._fetch(ids)
+        with dynamodb_errors("project_connections"):
+            return self._fetch([item.connection_id for item in C.by_project.query(project_id)])
 
     def of_session(self, project_id: str, session_id: str) -> list[FeedConnection]:
         C = self._t.ConnectionItem
