@@ -1,5 +1,5 @@
-"""Least privilege, checked: each function's DynamoDB, SQS and Secrets Manager grants in template.yaml are
-exactly the calls its code makes.
+"""Least privilege, checked: each function's DynamoDB, SQS, Secrets Manager and KMS grants in template.yaml
+are exactly the calls its code makes.
 
 The route functions run as API Gateway runs them (plugins.api: the local gateway, their authorizer, the
 template's environment), the teardown and sweeper through their event sources, against the real local
@@ -28,7 +28,7 @@ from devstack.template import Template
 from plugins.api import Api, Project
 from plugins.teardown import TeardownPipeline
 
-SERVICES = ("dynamodb", "sqs", "secretsmanager")
+SERVICES = ("dynamodb", "sqs", "secretsmanager", "kms")
 Grant = tuple[str, str, str | None]  # (action, resource logical id, index name or None)
 
 # Grants whose call only a failure path makes, which these tests do not provoke.
@@ -43,8 +43,8 @@ NOT_DRIVEN: dict[tuple[str, Grant], str] = {
     ("ListSessionsFunction", ("dynamodb:Query", "SessionsTable", "by_activity")): (
         "the active_since listing, which the route does not take yet"
     ),
-    ("TeardownFunction", ("dynamodb:BatchWriteItem", "MessagesTable", None)): (
-        "purges a session's messages; the messages routes are not driven here"
+    ("CreateSessionFunction", ("kms:Decrypt", "ContentKey", None)): (
+        "a process that did not make the project's key unwraps it (cold, or after the key cache's TTL)"
     ),
 }
 DRIVEN = [
@@ -62,6 +62,8 @@ DRIVEN = [
     "DeleteToolFunction",
     "SessionToolsFunction",
     "CallToolFunction",
+    "AppendMessageFunction",
+    "ListMessagesFunction",
     "TeardownFunction",
     "SweeperFunction",
 ]
@@ -128,6 +130,8 @@ class Recorder:
             return {(f"dynamodb:{operation}", self._id(params["TableName"]), params.get("IndexName"))}
         if service == "sqs":
             return {(f"sqs:{operation}", self._id(params["QueueUrl"]), None)}
+        if service == "kms":
+            return {(f"kms:{operation}", self._id(params["KeyId"]), None)}
         return {(f"secretsmanager:{operation}", self._id(params["SecretId"]), None)}
 
     def _id(self, physical: str) -> str:
@@ -169,6 +173,8 @@ def drive(api: Api, project: Project, teardown: TeardownPipeline, redis_down: An
     session = ok("POST", "/v1/sessions", {"user_id": "u1", "tag": "least-privilege", "config": {"a": 1}})
     sid = session["id"]
     ok("POST", "/v1/sessions", {"user_id": "u1", "tag": "least-privilege"})  # the tag's owner, read
+    # Two live sessions: a listing reads their keys in one batch.
+    quiet = ok("POST", "/v1/sessions", {"user_id": "u4"})
     ok("GET", f"/v1/sessions/{sid}")
     time.sleep(1.1)  # a reader checks the cache epoch at most once a second
     ok("GET", f"/v1/sessions/{sid}")
@@ -191,6 +197,9 @@ def drive(api: Api, project: Project, teardown: TeardownPipeline, redis_down: An
     fresh = ok("POST", "/v1/sessions", {"user_id": "u3"})  # its first tool call creates its sandbox
     ok("POST", f"/v1/sessions/{fresh['id']}/tools/echo_args/call", {"arguments": {"text": "x"}})
     ok("DELETE", "/v1/tools/echo_args")
+    ok("POST", f"/v1/sessions/{quiet['id']}/messages", {"content": {"text": "hello"}})  # records activity
+    ok("GET", f"/v1/sessions/{quiet['id']}/messages")
+    ok("DELETE", f"/v1/sessions/{quiet['id']}")  # its teardown purges the message
     ok("DELETE", f"/v1/sessions/{sid}")
     other = ok("POST", "/v1/sessions", {"user_id": "u2"})
     with redis_down():  # the cache tombstone fails: the epoch again

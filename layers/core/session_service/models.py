@@ -6,10 +6,12 @@ executed against: a silently coerced or dropped field is worse than a clear 422.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_LIST_LIMIT = 200
@@ -18,6 +20,21 @@ DEFAULT_LIST_LIMIT = 50
 UserId = Annotated[StrictStr, Field(min_length=1, max_length=128)]
 Tag = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")]
 JsonObject = dict[str, Any]
+MAX_DATA_ENCRYPTION_KEY_BYTES = 1024
+
+
+def _base64_key(value: str) -> str:
+    """A client's data encryption key: standard base64 of at most 1 KiB, kept exactly as given."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise ValueError("must be standard base64") from error
+    if not raw or len(raw) > MAX_DATA_ENCRYPTION_KEY_BYTES:
+        raise ValueError(f"must decode to 1..{MAX_DATA_ENCRYPTION_KEY_BYTES} bytes")
+    return value
+
+
+DataEncryptionKey = Annotated[StrictStr, Field(min_length=4, max_length=1368), AfterValidator(_base64_key)]
 
 
 @dataclass(frozen=True)
@@ -27,7 +44,8 @@ class Session:
     user_id: str
     tag: str | None
     config: JsonObject
-    metadata: JsonObject
+    # None while sealed: the store returns `sealed_metadata`, and the service opens it before serving.
+    metadata: JsonObject | None
     version: int
     created_at: str
     updated_at: str
@@ -38,6 +56,12 @@ class Session:
     sandbox_id: str | None = None
     last_active_at: str | None = None
     messages_purged: int = 0
+    # The client's own key for its end-to-end encrypted content (opaque, never interpreted); None while
+    # sealed or when the client gave none.
+    data_encryption_key: str | None = None
+    sealed_metadata: bytes | None = None
+    sealed_data_key: bytes | None = None
+    key_destroyed_at: str | None = None
 
     @property
     def is_deleted(self) -> bool:
@@ -49,19 +73,22 @@ class Session:
         A deleted session (only ever listed, never served) is a tombstone: its content is purged by
         teardown, so it shows when it was deleted and how far teardown got instead.
         """
+        if self.metadata is None and self.deleted_at is None:
+            raise RuntimeError("the session's content is still sealed: the service opens it before serving")
         body: dict[str, Any] = {
             "id": self.session_id,
             "user_id": self.user_id,
             "tag": self.tag,
             "config": self.config,
             "metadata": self.metadata,
+            "data_encryption_key": self.data_encryption_key,
             "version": self.version,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "last_active_at": self.last_active_at,
         }
         if self.deleted_at is not None:
-            del body["config"], body["metadata"]
+            del body["config"], body["metadata"], body["data_encryption_key"]
             body["deleted"] = True
             body["deleted_at"] = self.deleted_at
             body["teardown"] = {
@@ -69,6 +96,7 @@ class Session:
                 "completed_at": self.teardown_completed_at,
                 "sandboxes_killed": self.sandboxes_killed,
                 "messages_purged": self.messages_purged,
+                "key_destroyed_at": self.key_destroyed_at,
             }
         return body
 
@@ -238,6 +266,7 @@ class CreateSessionRequest(BaseModel):
     tag: Tag | None = None
     config: JsonObject = Field(default_factory=dict)
     metadata: JsonObject = Field(default_factory=dict)
+    data_encryption_key: DataEncryptionKey | None = None
 
 
 class UpdateSessionRequest(BaseModel):
@@ -475,11 +504,14 @@ class Message:
     session_id: str
     message_id: str
     seq: int
-    content: Any
+    content: Any  # any JSON value (an opaque string for client-side encrypted content); None while sealed
     created_at: str
     local_id: str | None = None
+    sealed_content: bytes | None = None
 
     def to_api(self) -> dict[str, Any]:
+        if self.sealed_content is not None:
+            raise RuntimeError("the message is still sealed: the service opens it before serving")
         return {
             "id": self.message_id,
             "seq": self.seq,

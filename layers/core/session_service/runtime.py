@@ -13,6 +13,7 @@ from session_service.settings import Settings
 
 if TYPE_CHECKING:
     from session_service.adapters.dynamodb.connections import DynamoConnectionStore
+    from session_service.adapters.dynamodb.content_keys import DynamoContentKeyStore
     from session_service.adapters.dynamodb.messages import DynamoMessageStore
     from session_service.adapters.dynamodb.sessions import DynamoSessionStore
     from session_service.adapters.dynamodb.tables import Tables
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from session_service.feed import FeedConnections, Notifier
     from session_service.mcp import McpEndpoint
     from session_service.messages import MessageService
-    from session_service.ports import ResponseCache, SandboxProvider, TeardownQueue
+    from session_service.ports import ContentCipher, ResponseCache, SandboxProvider, TeardownQueue
     from session_service.service import SessionService
     from session_service.teardown import Sweeper, Teardown
     from session_service.tokens import TokenService
@@ -74,6 +75,31 @@ class Container:
         return DynamoSessionStore(self.tables)
 
     @cached_property
+    def content_key_store(self) -> DynamoContentKeyStore:
+        from session_service.adapters.dynamodb.content_keys import DynamoContentKeyStore
+
+        return DynamoContentKeyStore(self.tables)
+
+    @cached_property
+    def cipher(self) -> ContentCipher:
+        """Content sealed under per-session keys whenever the template configures them (it always does)."""
+        settings = self.settings
+        if not settings.keys_table and not settings.content_key_id:
+            from session_service.content_keys import PlainContent
+
+            return PlainContent()
+        if not (settings.keys_table and settings.content_key_id):
+            raise RuntimeError("KEYS_TABLE and CONTENT_KEY_ID are configured together or not at all")
+        from session_service.adapters.kms import KmsMasterKey
+        from session_service.content_keys import ContentKeys
+
+        return ContentKeys(
+            self.content_key_store,
+            KmsMasterKey(settings),
+            cache_seconds=settings.content_key_cache_seconds,
+        )
+
+    @cached_property
     def queue(self) -> TeardownQueue:
         from session_service.adapters.sqs import SqsTeardownQueue
 
@@ -102,7 +128,11 @@ class Container:
 
         queue = self.queue if self.settings.teardown_queue_url else None
         return SessionService(
-            self.store, self.cache, queue, tombstone_retention_days=self.settings.tombstone_retention_days
+            self.store,
+            self.cache,
+            queue,
+            cipher=self.cipher,
+            tombstone_retention_days=self.settings.tombstone_retention_days,
         )
 
     @cached_property
@@ -115,6 +145,7 @@ class Container:
             self.queue,
             self.token_store if self.settings.tokens_table else None,
             self.message_store if self.settings.messages_table else None,
+            self.content_key_store if self.settings.keys_table else None,
             max_sandboxes_per_run=self.settings.teardown_max_sandboxes_per_run,
             kill_concurrency=self.settings.teardown_kill_concurrency,
         )
@@ -159,7 +190,7 @@ class Container:
     def messages(self) -> MessageService:
         from session_service.messages import MessageService
 
-        return MessageService(self.store, self.message_store)
+        return MessageService(self.store, self.message_store, cipher=self.cipher)
 
     @cached_property
     def connection_store(self) -> DynamoConnectionStore:
@@ -226,7 +257,7 @@ class Container:
         return Admin(DynamoProjectStore(self.tables), DynamoKeyStore(self.tables))
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=64)  # one per function where one process runs them all (Settings.function_name)
 def container_for(settings: Settings) -> Container:
     return Container(settings)
 

@@ -19,6 +19,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, defer_build=True)
 
     region: str = "us-east-1"
+    # Part of the configuration's identity: in the cloud each function is its own process; where one process
+    # runs several (the local stack, the tests), each still gets its own clients and key caches.
+    function_name: str = ""
     aws_endpoint_url: str | None = None
 
     sessions_table: str = ""
@@ -29,6 +32,11 @@ class Settings(BaseModel):
     tools_table: str = ""
     messages_table: str = ""
     connections_table: str = ""
+    # Per-session content keys (session_service.content_keys): the keys table and the stack's KMS key. Both
+    # set: content is sealed. Neither (code run outside the template): stored plain, format 0.
+    keys_table: str = ""
+    content_key_id: str | None = None
+    content_key_cache_seconds: Annotated[float, Field(ge=0, le=900)] = 300.0
     # The live feed: the WebSocket API's management endpoint, and the event bus for other systems.
     websocket_endpoint: str | None = None
     event_bus_name: str | None = None
@@ -87,6 +95,8 @@ class Settings(BaseModel):
             key = name.upper()
             if env.get(key):
                 values[name] = env[key]
+        if env.get("AWS_LAMBDA_FUNCTION_NAME"):
+            values["function_name"] = env["AWS_LAMBDA_FUNCTION_NAME"]
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
         if region:
             values["region"] = region
