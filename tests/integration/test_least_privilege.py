@@ -46,6 +46,9 @@ NOT_DRIVEN: dict[tuple[str, Grant], str] = {
     ("TeardownFunction", ("dynamodb:BatchWriteItem", "MessagesTable", None)): (
         "purges a session's messages; the messages routes are not driven here"
     ),
+    ("CreateSessionFunction", ("dynamodb:DeleteItem", "IdempotencyTable", None)): (
+        "a create with an Idempotency-Key failing after its key was recorded (DynamoDB down, a lost tag race)"
+    ),
 }
 DRIVEN = [
     "AuthorizerFunction",
@@ -181,6 +184,15 @@ def drive(api: Api, project: Project, teardown: TeardownPipeline, redis_down: An
     token = ok("POST", f"/v1/sessions/{sid}/tokens")["token"]
     ok("GET", f"/v1/sessions/{sid}", key=None, token=token)  # the authorizer reads the token
     ok("POST", f"/v1/sessions/{sid}/execute", {"command": "echo hi"})
+    # Idempotency keys: a first request (put, complete), its replay (the conditional put's old item), and a
+    # request that failed (its record deleted) on each route that takes them.
+    once = {"idempotency-key": f"lp-{sid}"}
+    for _ in range(2):
+        ok("POST", "/v1/sessions", {"user_id": "u4"}, headers=once)
+        ok("POST", f"/v1/sessions/{sid}/execute", {"command": "echo once"}, headers=once)
+    missing = "/v1/sessions/ses_01jc00000000000000000000000/execute"
+    failed = {"idempotency-key": f"lp-missing-{sid}"}
+    assert api.call("POST", missing, key=key, body={"command": "true"}, headers=failed).status == 404
     ok("PUT", "/v1/tools/echo_args", {
         "description": "Echo the arguments", "command": "printf '%s' \"$TOOL_ARGUMENTS\"",
         "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}},
@@ -190,6 +202,11 @@ def drive(api: Api, project: Project, teardown: TeardownPipeline, redis_down: An
     ok("GET", f"/v1/sessions/{sid}/tools", query={"query": "echo"})
     fresh = ok("POST", "/v1/sessions", {"user_id": "u3"})  # its first tool call creates its sandbox
     ok("POST", f"/v1/sessions/{fresh['id']}/tools/echo_args/call", {"arguments": {"text": "x"}})
+    call_path = f"/v1/sessions/{fresh['id']}/tools/echo_args/call"
+    for _ in range(2):
+        ok("POST", call_path, {"arguments": {"text": "y"}}, headers={"idempotency-key": f"lp-call-{sid}"})
+    missing_call = "/v1/sessions/ses_01jc00000000000000000000000/tools/echo_args/call"
+    assert api.call("POST", missing_call, key=key, body={}, headers=failed).status == 404
     ok("DELETE", "/v1/tools/echo_args")
     ok("DELETE", f"/v1/sessions/{sid}")
     other = ok("POST", "/v1/sessions", {"user_id": "u2"})
