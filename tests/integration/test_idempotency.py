@@ -6,13 +6,17 @@ flight at once: tests/e2e/test_edge.py, against the dev stack's worker processes
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import boto3
 
 from plugins.api import Api, Project
 
+IDEMPOTENT_ROUTES = ("create_session", "execute", "call_tool", "append_message")
 APPEND_RUN = {"command": "echo run >> runs.txt; wc -l < runs.txt"}
 
 
@@ -168,3 +172,18 @@ def test_a_large_result_is_replayed_cut_to_fit_and_still_runs_once(api: Api, pro
     assert first.body["stdout"].startswith(replayed.body["stdout"])
     assert replayed.body["exit_code"] == first.body["exit_code"] == 0
     assert runs_in(api, project, session["id"]) == "run\n"
+
+
+def test_the_idempotency_utility_is_imported_only_by_a_request_with_the_header() -> None:
+    """Cold start: loading a route module that takes Idempotency-Key leaves Powertools' utility (and boto3,
+    which it brings) unloaded; bench/edge.py measures what it adds when a request needs it."""
+    root = Path(__file__).resolve().parents[2]
+    apps = [str(root / "functions" / name / "app.py") for name in IDEMPOTENT_ROUTES]
+    probe = (
+        "import runpy, sys\n"
+        f"for app in {apps!r}:\n"
+        "    runpy.run_path(app)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('aws_lambda_powertools.utilities.idempotency')))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=root)
+    assert done.stdout.strip() == "[]"
