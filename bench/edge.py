@@ -139,34 +139,35 @@ def _run(source: str, *flags: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _wall_ms(source: str, rounds: int = 7) -> float:
-    samples = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        _run(source)
-        samples.append(time.perf_counter() - started)
-    return statistics.median(samples) * 1000
+def _wall(source: str) -> float:
+    started = time.perf_counter()
+    _run(source)
+    return time.perf_counter() - started
 
 
-def cold_start() -> None:
-    empty = _wall_ms("pass")
-    boto3_ms = _wall_ms("import boto3") - empty
+def cold_start(rounds: int = 9) -> None:
+    """Each module against `import boto3` in alternating fresh interpreters (load hits both alike)."""
+    empty = statistics.median(_wall("pass") for _ in range(5))
     print()
     print(
-        f"cold start: module import in a fresh interpreter, median of 7, minus an empty one ({empty:.0f} ms)"
+        f"cold start: module import in a fresh interpreter vs `import boto3`, alternated, median of {rounds}"
     )
-    print(f"  import boto3               {boto3_ms:6.0f} ms")
     for name in IDEMPOTENT:
         app = str(ROOT / "functions" / name / "app.py")
         load = f"import runpy, sys; runpy.run_path({app!r}); print({UTILITY!r} in sys.modules)"
         loaded = _run(load).stdout.strip() == "True"
-        module_ms = _wall_ms(load) - empty
+        module_s, boto3_s = [], []
+        for _ in range(rounds):
+            module_s.append(_wall(load))
+            boto3_s.append(_wall("import boto3"))
+        module_ms = (statistics.median(module_s) - empty) * 1000
+        boto3_ms = (statistics.median(boto3_s) - empty) * 1000
         timed = _run(f"import runpy; runpy.run_path({app!r}); import {UTILITY}", "-X", "importtime").stderr
         pattern = rf"^import time:\s+\d+ \|\s+(\d+) \|\s*{re.escape(UTILITY)}$"
         utility_us = max((int(m) for m in re.findall(pattern, timed, re.MULTILINE)), default=0)
         print(
-            f"  functions/{name + '/app.py':<24} {module_ms:6.0f} ms = {module_ms / boto3_ms:.2f}x boto3"
-            f" (budget 1.5x); idempotency utility loaded: {loaded};"
+            f"  functions/{name + '/app.py':<24} {module_ms:5.0f} ms vs boto3 {boto3_ms:4.0f} ms ="
+            f" {module_ms / boto3_ms:.2f}x (budget 1.5x); idempotency utility loaded: {loaded};"
             f" importing it (and boto3) then adds {utility_us / 1000:.0f} ms"
         )
 
