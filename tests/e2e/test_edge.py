@@ -101,21 +101,30 @@ def test_the_same_key_while_the_first_still_runs_is_409(devstack: dict) -> None:
     )
     assert status == 201
     path = f"/v1/sessions/{session['id']}/execute"
-    slow = {"command": "touch started; sleep 4; echo run >> runs.txt; wc -l < runs.txt", "timeout_s": 15}
+    # The first request's command holds until the test releases it, so the second surely overlaps it.
+    held = {
+        "command": (
+            "touch started; until [ -e release ]; do sleep 0.1; done; echo run >> runs.txt; wc -l < runs.txt"
+        ),
+        "timeout_s": 20,
+    }
     once = {"Idempotency-Key": uuid.uuid4().hex}
     first: list[tuple[int, Any, dict[str, str]]] = []
-    runner = threading.Thread(target=lambda: first.append(request(devstack, "POST", path, key, slow, once)))
+    runner = threading.Thread(target=lambda: first.append(request(devstack, "POST", path, key, held, once)))
     runner.start()
-    probe = {"command": "test -e started && echo yes || true"}
-    deadline = time.monotonic() + 20
-    while request(devstack, "POST", path, key, probe)[1]["stdout"] != "yes\n":  # its command is running
-        assert time.monotonic() < deadline, "the first request's command never started"
-        time.sleep(0.2)
-    status, body, _ = request(devstack, "POST", path, key, slow, once)
-    runner.join()
+    try:
+        probe = {"command": "test -e started && echo yes || true"}
+        deadline = time.monotonic() + 20
+        while request(devstack, "POST", path, key, probe)[1]["stdout"] != "yes\n":  # its command runs
+            assert time.monotonic() < deadline, "the first request's command never started"
+            time.sleep(0.2)
+        status, body, _ = request(devstack, "POST", path, key, held, once)
+    finally:
+        request(devstack, "POST", path, key, {"command": "touch release"})
+        runner.join()
     assert status == 409 and body["error"]["code"] == "idempotency_in_progress", (status, body, first)
     assert first[0][0] == 200 and first[0][1]["stdout"] == "1\n"
-    after = request(devstack, "POST", path, key, slow, once)  # finished now: its response, replayed
+    after = request(devstack, "POST", path, key, held, once)  # finished now: its response, replayed
     assert after[0] == 200 and after[1] == first[0][1] and after[2]["idempotent-replayed"] == "true"
     assert request(devstack, "POST", path, key, {"command": "cat runs.txt"})[1]["stdout"] == "run\n"
     assert request(devstack, "DELETE", f"/v1/sessions/{session['id']}", key)[0] == 200
@@ -137,3 +146,4 @@ def test_an_official_mcp_client_is_told_it_is_rate_limited_and_carries_on(
     code, message = seen["refused"]
     assert code == -32029 and "rate limit" in message
     assert seen["tools_after"] >= 5  # the session goes on: tools/list is not compute
+    assert request(devstack, "DELETE", f"/v1/sessions/{session['id']}", key)[0] == 200
