@@ -40,6 +40,7 @@ def test_a_retried_execute_with_the_same_key_runs_once(api: Api, project: Projec
     retried = api.call("POST", path, key=project.api_key, body=APPEND_RUN, headers=once)
     assert retried.status == 200 and retried.headers["idempotent-replayed"] == "true"
     assert retried.body == first.body  # the first response, sandbox id and duration included
+    assert list(retried.body) == list(first.body)  # even in the same order
     assert runs_in(api, project, session["id"]) == "run\n"  # the sandbox saw one run
 
     # Another request under that key is refused, and runs nothing either.

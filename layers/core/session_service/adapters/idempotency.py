@@ -61,10 +61,9 @@ class StoredResponse(BaseIdempotencySerializer):
     """`{"status", "body"}` to what the record keeps, and back."""
 
     def to_dict(self, data: dict[str, Any]) -> dict[str, Any]:
-        body = data["body"]
-        text = json.dumps(body, separators=(",", ":"))
+        text = json.dumps(data["body"], separators=(",", ":"))  # as the resolver serialises it
         if len(text) <= PLAIN_LIMIT:
-            return {"status": data["status"], "body": body}
+            return {"status": data["status"], "json": text}  # text: a replay keeps the first's key order
         packed = _pack(text)
         body = json.loads(text)  # a copy: the first response itself goes out whole
         while len(packed) > MAX_STORED_BYTES and _cut_longest_string(body):
@@ -77,7 +76,7 @@ class StoredResponse(BaseIdempotencySerializer):
                 "status": data["status"],
                 "body": json.loads(gzip.decompress(base64.b64decode(data["gzip"]))),
             }
-        return {"status": data["status"], "body": data["body"]}
+        return {"status": data["status"], "body": json.loads(data["json"])}
 
 
 def _pack(text: str) -> str:
