@@ -29,6 +29,8 @@ from session_service.errors import Unauthorized
 from session_service.observability import logger
 from session_service.runtime import authenticator, project_limits
 
+PROJECT_READ_MS = 5_500
+
 
 @logger.inject_lambda_context
 def handler(event: dict, context: LambdaContext) -> dict:
@@ -40,7 +42,10 @@ def handler(event: dict, context: LambdaContext) -> dict:
     except Unauthorized as rejected:
         logger.info("rejected credentials", extra={"reason": rejected.message})
         return {"isAuthorized": True, "context": {PROJECT_CONTEXT_KEY: "", "reason": rejected.message}}
-    limits = project_limits().for_project(principal.project_id)
+    # A project's limits are read (at most once a minute) only while a read at its worst (two attempts at
+    # the DynamoDB timeouts, 5 s) still fits the authorizer's Timeout; else the defaults, this once.
+    time_left = context.get_remaining_time_in_millis()
+    limits = project_limits().for_project(principal.project_id, may_read=time_left > PROJECT_READ_MS)
     context_values: dict[str, str | int] = {
         PROJECT_CONTEXT_KEY: principal.project_id,
         CREDENTIAL_CONTEXT_KEY: principal.credential,

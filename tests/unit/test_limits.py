@@ -112,3 +112,12 @@ def test_a_large_response_is_stored_compressed_and_cut_to_fit() -> None:
 
     small = {"status": 201, "body": {"id": "ses_1"}}
     assert serializer.from_dict(serializer.to_dict(small)) == small
+
+
+def test_short_of_time_the_authorizer_uses_what_it_knows_or_the_defaults() -> None:
+    projects, clock = FlakyProjects(), Clock()
+    projects.create(Project("prj_own", "own", "t", rate_limit_per_minute=5, compute_rate_limit_per_minute=2))
+    limits = ProjectLimits(projects, LIMITS, ttl_seconds=60, monotonic=clock)
+    assert limits.for_project("prj_own", may_read=False) == LIMITS and projects.reads == 0
+    assert limits.for_project("prj_own") == RateLimits(5, 2) and projects.reads == 1
+    assert limits.for_project("prj_own", may_read=False) == RateLimits(5, 2) and projects.reads == 1

@@ -105,11 +105,16 @@ class ProjectLimits:
         self._monotonic = monotonic
         self._known: dict[str, tuple[float, RateLimits]] = {}
 
-    def for_project(self, project_id: str) -> RateLimits:
+    def for_project(self, project_id: str, *, may_read: bool = True) -> RateLimits:
+        """`may_read=False`: what is known, else the defaults, without a database read (a caller short of
+        time: the authorizer after a slow key lookup)."""
         now = self._monotonic()
         known = self._known.get(project_id)
         if known is not None and known[0] > now:
             return known[1]
+        if not may_read:
+            count("ProjectLimitsSkipped")
+            return self._defaults
         limits, ttl = self._read(project_id)
         if len(self._known) >= 10_000:  # a bound, not an LRU: a process sees few projects
             self._known.clear()
