@@ -49,7 +49,9 @@ def test_a_burst_over_the_limit_is_refused_with_429_and_when_to_retry(
     api: Api, admin: Any, limited: Any
 ) -> None:
     project = limited(per_minute=60)  # a bucket of 60, one more each second
-    replies = burst(api, project, "POST", "/v1/sessions", {"user_id": "burst"}, bound=90)
+    started = time.monotonic()
+    replies = burst(api, project, "POST", "/v1/sessions", {"user_id": "burst"}, bound=200)
+    refilled = time.monotonic() - started  # tokens that came back while the burst ran
     refused, created = replies[-1], replies[:-1]
 
     assert refused.status == 429, [r.status for r in replies]
@@ -57,8 +59,8 @@ def test_a_burst_over_the_limit_is_refused_with_429_and_when_to_retry(
     assert refused.headers["retry-after"] == "1"  # the next token is less than a second away
     assert refused.headers["ratelimit-limit"] == "60" and refused.headers["ratelimit-remaining"] == "0"
     assert 1 <= int(refused.headers["ratelimit-reset"]) <= 60
-    # The whole bucket was spent (and what refilled during the burst), nothing more.
-    assert 60 <= len(created) < 70 and {r.status for r in created} == {201}
+    # The whole bucket was spent, and what refilled during the burst, nothing more.
+    assert 60 <= len(created) <= 60 + refilled + 1 and {r.status for r in created} == {201}
     remaining = [int(r.headers["ratelimit-remaining"]) for r in created]
     assert remaining[0] == 59 and remaining[-1] == 0
     assert all(r.headers["ratelimit-limit"] == "60" for r in created)
