@@ -352,6 +352,16 @@ class FakeProjectStore:
     def get(self, project_id: str) -> Project | None:
         return self.projects.get(project_id)
 
+    def set_limits(self, project_id: str, per_minute: int | None, compute_per_minute: int | None) -> bool:
+        if project_id not in self.projects:
+            return False
+        self.projects[project_id] = replace(
+            self.projects[project_id],
+            rate_limit_per_minute=per_minute,
+            compute_rate_limit_per_minute=compute_per_minute,
+        )
+        return True
+
 
 class FakeTokenStore:
     """Session tokens in memory; `live` is the set of (project_id, session_id) a token may be issued for."""

@@ -27,6 +27,7 @@ from aws_lambda_powertools.utilities import parameters
 from devstack.template import Template
 from plugins.api import Api, Project
 from plugins.teardown import TeardownPipeline
+from session_service.runtime import container_for
 
 SERVICES = ("dynamodb", "sqs", "secretsmanager", "kms")
 Grant = tuple[str, str, str | None]  # (action, resource logical id, index name or None)
@@ -45,6 +46,9 @@ NOT_DRIVEN: dict[tuple[str, Grant], str] = {
     ),
     ("CreateSessionFunction", ("kms:Decrypt", "ContentKey", None)): (
         "a process that did not make the project's key unwraps it (cold, or after the key cache's TTL)"
+    ),
+    ("CreateSessionFunction", ("dynamodb:DeleteItem", "IdempotencyTable", None)): (
+        "a create with an Idempotency-Key failing after its key was recorded (DynamoDB down, a lost tag race)"
     ),
 }
 DRIVEN = [
@@ -141,6 +145,7 @@ class Recorder:
 @pytest.fixture
 def recorder(invoker: Any, local_resources: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     recording = Recorder(local_resources)
+    container_for.cache_clear()  # every function starts as a new process would: no client, key or secret yet
     original_call = botocore.client.BaseClient._make_api_call
     original_invoke = invoker.invoke
 
@@ -187,6 +192,15 @@ def drive(api: Api, project: Project, teardown: TeardownPipeline, redis_down: An
     token = ok("POST", f"/v1/sessions/{sid}/tokens")["token"]
     ok("GET", f"/v1/sessions/{sid}", key=None, token=token)  # the authorizer reads the token
     ok("POST", f"/v1/sessions/{sid}/execute", {"command": "echo hi"})
+    # Idempotency keys: a first request (put, complete), its replay (the conditional put's old item), and a
+    # request that failed (its record deleted) on each route that takes them.
+    once = {"idempotency-key": f"lp-{sid}"}
+    for _ in range(2):
+        ok("POST", "/v1/sessions", {"user_id": "u4"}, headers=once)
+        ok("POST", f"/v1/sessions/{sid}/execute", {"command": "echo once"}, headers=once)
+    missing = "/v1/sessions/ses_01jc00000000000000000000000/execute"
+    failed = {"idempotency-key": f"lp-missing-{sid}"}
+    assert api.call("POST", missing, key=key, body={"command": "true"}, headers=failed).status == 404
     ok("PUT", "/v1/tools/echo_args", {
         "description": "Echo the arguments", "command": "printf '%s' \"$TOOL_ARGUMENTS\"",
         "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}},
@@ -196,8 +210,17 @@ def drive(api: Api, project: Project, teardown: TeardownPipeline, redis_down: An
     ok("GET", f"/v1/sessions/{sid}/tools", query={"query": "echo"})
     fresh = ok("POST", "/v1/sessions", {"user_id": "u3"})  # its first tool call creates its sandbox
     ok("POST", f"/v1/sessions/{fresh['id']}/tools/echo_args/call", {"arguments": {"text": "x"}})
+    call_path = f"/v1/sessions/{fresh['id']}/tools/echo_args/call"
+    for _ in range(2):
+        ok("POST", call_path, {"arguments": {"text": "y"}}, headers={"idempotency-key": f"lp-call-{sid}"})
+    missing_call = "/v1/sessions/ses_01jc00000000000000000000000/tools/echo_args/call"
+    assert api.call("POST", missing_call, key=key, body={}, headers=failed).status == 404
     ok("DELETE", "/v1/tools/echo_args")
-    ok("POST", f"/v1/sessions/{quiet['id']}/messages", {"content": {"text": "hello"}})  # records activity
+    appended = {"idempotency-key": f"lp-msg-{sid}"}
+    for _ in range(2):  # the first append records activity; the second is its replay
+        ok("POST", f"/v1/sessions/{quiet['id']}/messages", {"content": {"text": "hello"}}, headers=appended)
+    missing_messages = "/v1/sessions/ses_01jc00000000000000000000000/messages"
+    assert api.call("POST", missing_messages, key=key, body={"content": "x"}, headers=failed).status == 404
     ok("GET", f"/v1/sessions/{quiet['id']}/messages")
     ok("DELETE", f"/v1/sessions/{quiet['id']}")  # its teardown purges the message
     ok("DELETE", f"/v1/sessions/{sid}")

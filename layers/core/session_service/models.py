@@ -237,6 +237,28 @@ class Project:
     project_id: str
     name: str
     created_at: str
+    # The project's own rate limits (session-admin set-limits); None: the stack's defaults.
+    rate_limit_per_minute: int | None = None
+    compute_rate_limit_per_minute: int | None = None
+
+
+@dataclass(frozen=True)
+class BucketLevel:
+    """A token bucket after a request: whole tokens left, and milliseconds until the next token and until
+    the bucket is full again."""
+
+    limit: int
+    remaining: int
+    ms_to_next: int
+    ms_to_full: int
+
+
+@dataclass(frozen=True)
+class BucketTake:
+    """The outcome of one atomic take: allowed only if every bucket had a token (then each gave one)."""
+
+    allowed: bool
+    levels: list[BucketLevel]
 
 
 @dataclass(frozen=True)
@@ -343,6 +365,8 @@ class Principal:
 
     project_id: str
     session_id: str | None = None  # set for a session token: the only session it may reach
+    # Which credential it is ("key:<key_id>" or "token:<token_id>"; ids are public): its rate-limit buckets.
+    credential: str = ""
 
 
 # --- tools ------------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from session_service.models import (
     ApiKeyRecord,
+    BucketTake,
     CommandResult,
     FeedConnection,
     FileContent,
@@ -271,6 +272,9 @@ class ProjectStore(Protocol):
 
     def get(self, project_id: str) -> Project | None: ...
 
+    def set_limits(self, project_id: str, per_minute: int | None, compute_per_minute: int | None) -> bool:
+        """Replace the project's own rate limits (None: the stack's default); False if no such project."""
+
 
 class ContentKeyStore(Protocol):
     """The keys table (no point-in-time recovery, no backups): project keys wrapped by KMS, session keys
@@ -311,3 +315,11 @@ class ContentCipher(Protocol):
 
     def open(self, project_id: str, session_id: str, purpose: str, sealed: bytes) -> Any:
         """Raises KeyDestroyed or ContentUnreadable."""
+
+
+class TokenBuckets(Protocol):
+    """Token buckets, each refilled continuously to `limit` a minute, updated atomically in one call."""
+
+    def take(self, project_id: str, credential: str, buckets: list[tuple[str, int]]) -> BucketTake | None:
+        """One token from every bucket `(name, limit per minute)` of the credential, or from none of them
+        when any is empty. None when the store could not answer (the caller fails open)."""

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from session_service.settings import Settings
 
 if TYPE_CHECKING:
+    import redis
+
     from session_service.adapters.dynamodb.connections import DynamoConnectionStore
     from session_service.adapters.dynamodb.content_keys import DynamoContentKeyStore
     from session_service.adapters.dynamodb.messages import DynamoMessageStore
@@ -19,9 +21,11 @@ if TYPE_CHECKING:
     from session_service.adapters.dynamodb.tables import Tables
     from session_service.adapters.dynamodb.tokens import DynamoTokenStore
     from session_service.adapters.dynamodb.tools import DynamoToolStore
+    from session_service.adapters.idempotency import PowertoolsIdempotency
     from session_service.auth import Admin, Authenticator
     from session_service.cache_sync import CacheSync
     from session_service.feed import FeedConnections, Notifier
+    from session_service.limits import ProjectLimits, RateLimiter
     from session_service.mcp import McpEndpoint
     from session_service.messages import MessageService
     from session_service.ports import ContentCipher, ResponseCache, SandboxProvider, TeardownQueue
@@ -43,6 +47,45 @@ class Container:
         return Tables(self.settings)
 
     @cached_property
+    def redis(self) -> redis.Redis:
+        """One client (one connection pool) for the response cache and the rate limiter."""
+        from session_service.adapters.redis_cache import redis_client
+
+        return redis_client(self.settings)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter | None:
+        """None where no Redis is configured (a function outside the HTTP API's routes)."""
+        if not self.settings.cache_enabled:
+            return None
+        from session_service.adapters.redis_limits import RedisTokenBuckets
+        from session_service.limits import RateLimiter
+
+        return RateLimiter(RedisTokenBuckets(self.settings, self.redis))
+
+    @cached_property
+    def project_limits(self) -> ProjectLimits:
+        from session_service.limits import ProjectLimits, RateLimits
+
+        projects = None
+        if self.settings.projects_table:
+            from session_service.adapters.dynamodb.projects import DynamoProjectStore
+
+            projects = DynamoProjectStore(self.tables)
+        defaults = RateLimits(
+            self.settings.rate_limit_per_minute, self.settings.compute_rate_limit_per_minute
+        )
+        return ProjectLimits(projects, defaults, ttl_seconds=self.settings.project_limits_ttl_seconds)
+
+    @cached_property
+    def idempotency(self) -> PowertoolsIdempotency:
+        """Imported only when a request carries an Idempotency-Key (Powertools' utility and a boto3 client
+        are cold-start cost the other requests do not pay)."""
+        from session_service.adapters.idempotency import PowertoolsIdempotency
+
+        return PowertoolsIdempotency(self.settings)
+
+    @cached_property
     def cache(self) -> ResponseCache:
         if not self.settings.cache_enabled:
             from session_service.adapters.redis_cache import NoCache
@@ -59,7 +102,7 @@ class Container:
             refresh_seconds=settings.cache_epoch_refresh_seconds,
             margin_ms=settings.cache_epoch_margin_ms,
         )
-        return RedisResponseCache(settings, epoch)
+        return RedisResponseCache(settings, epoch, client=self.redis)
 
     @cached_property
     def cache_sync(self) -> CacheSync:
@@ -220,7 +263,7 @@ class Container:
     def mcp(self) -> McpEndpoint:
         from session_service.mcp import McpEndpoint
 
-        return McpEndpoint(self.tool_router)
+        return McpEndpoint(self.tool_router, self.rate_limiter)
 
     @cached_property
     def sweeper(self) -> Sweeper:
@@ -320,3 +363,15 @@ def feed_connections() -> FeedConnections:
 
 def notifier() -> Notifier:
     return container().notifier
+
+
+def rate_limiter() -> RateLimiter | None:
+    return container().rate_limiter
+
+
+def project_limits() -> ProjectLimits:
+    return container().project_limits
+
+
+def idempotency() -> PowertoolsIdempotency:
+    return container().idempotency

@@ -57,6 +57,15 @@ class Settings(BaseModel):
     cache_epoch_refresh_seconds: float = 1.0
     cache_epoch_margin_ms: int = 2000
 
+    # Rate limits (session_service.limits), in requests a minute per API key or session token: the
+    # authorizer's defaults for a project without its own, and how long it trusts a project's record.
+    rate_limit_per_minute: Annotated[int, Field(ge=1)] = 600
+    compute_rate_limit_per_minute: Annotated[int, Field(ge=1)] = 60
+    project_limits_ttl_seconds: float = 60.0
+    # Idempotency-Key records (Powertools idempotency on DynamoDB, expired by the table's TTL).
+    idempotency_table: str = ""
+    idempotency_ttl_seconds: int = 86_400
+
     # Time budget: (1 + retries) x (connect + read) must fit the function's timeout with room for the cache
     # and the queue. Worst case per call here: 2 x (1.0 + 1.5) = 5 s; the DELETE (10 s) adds ≤ 3 s of SQS.
     dynamodb_connect_timeout_seconds: float = 1.0

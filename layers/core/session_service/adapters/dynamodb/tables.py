@@ -148,6 +148,9 @@ class Tables:
             created_at = UnicodeAttribute(null=True)
             session_id = UnicodeAttribute(null=True)
             epoch_ms = NumberAttribute(null=True)
+            # A project's own rate limits (requests a minute); absent: the stack's defaults.
+            rate_limit_per_minute = NumberAttribute(null=True)
+            compute_rate_limit_per_minute = NumberAttribute(null=True)
 
         class AuditItem(Model):
             Meta = table_meta(settings.audit_table)  # type: ignore[assignment]
