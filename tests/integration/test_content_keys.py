@@ -10,6 +10,7 @@ process of the service's own code — the same decryption path the routes use.
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
@@ -286,3 +287,63 @@ def test_a_bad_data_encryption_key_is_422_and_creates_nothing(api: Api, project:
     assert reply.body["error"]["code"] == "validation_error"
     assert "data_encryption_key" in str(reply.body["error"]["details"])
     assert api.call("GET", "/v1/sessions", key=project.api_key, query=listing).body["items"] == before
+
+
+def test_an_idempotency_record_is_sealed_with_its_session_and_shredded_with_it(
+    api: Api,
+    project: Project,
+    invoker: Any,
+    moto_server: Any,
+    local_resources: Any,
+    teardown: TeardownPipeline,
+) -> None:
+    """The first response an Idempotency-Key keeps for 24 h is content too (a created session's metadata, an
+    appended message): it is stored sealed under the session's key."""
+    dynamodb = aws_client("dynamodb", moto_server.url, "us-east-1")
+    table = str(local_resources.ref("IdempotencyTable"))
+
+    before = {item["id"]["S"] for item in dynamodb.scan(TableName=table, ConsistentRead=True)["Items"]}
+    created = api.call(
+        "POST",
+        "/v1/sessions",
+        key=project.api_key,
+        body={"user_id": "u1", "metadata": SECRET_METADATA},
+        headers={"idempotency-key": "create-1"},
+    )
+    sid = created.body["id"]
+    path = f"/v1/sessions/{sid}/messages"
+    once = {"idempotency-key": "append-1"}
+    first = api.call("POST", path, key=project.api_key, body={"content": SECRET_MESSAGE}, headers=once)
+    again = api.call("POST", path, key=project.api_key, body={"content": SECRET_MESSAGE}, headers=once)
+    assert first.status == 201 and again.status == 201 and again.headers.get("idempotent-replayed") == "true"
+    assert again.body == first.body and again.body["content"] == SECRET_MESSAGE
+    ours = [
+        item
+        for item in dynamodb.scan(TableName=table, ConsistentRead=True)["Items"]
+        if item["id"]["S"] not in before
+    ]
+    assert len(ours) == 2
+    for secret in (b"Ada Lovelace", b"metadata-secret-7c1f", b"message-secret-93ab"):
+        assert secret not in repr(ours).encode()
+    stored = [json.loads(item["data"]["S"]) for item in ours]
+    assert {record["session_id"] for record in stored} == {sid}
+
+    assert api.call("DELETE", f"/v1/sessions/{sid}", key=project.api_key).status == 200
+    # Every path of a deleted session is 404, a replay's too (its key may still be in a warm process).
+    late = api.call("POST", path, key=project.api_key, body={"content": SECRET_MESSAGE}, headers=once)
+    assert late.status == 404 and "idempotent-replayed" not in late.headers
+    assert [run.failed_ids for run in teardown.drain()] == [[]]
+    process = fresh_process(settings_of(invoker, "AppendMessageFunction"))
+    for record in stored:
+        with pytest.raises(KeyDestroyed):
+            process.cipher.open(
+                project.project_id, sid, "idempotent-response", base64.b64decode(record["sealed"])
+            )
+    replay = api.call(
+        "POST",
+        "/v1/sessions",
+        key=project.api_key,
+        body={"user_id": "u1", "metadata": SECRET_METADATA},
+        headers={"idempotency-key": "create-1"},
+    )
+    assert replay.status == 404 and replay.body["error"]["code"] == "not_found"

@@ -24,7 +24,7 @@ import base64
 import gzip
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 from aws_lambda_powertools.utilities.idempotency import (
@@ -47,7 +47,9 @@ from session_service.observability import count, logger
 from session_service.settings import Settings
 
 PLAIN_LIMIT = 32 * 1024  # bodies up to this size are stored as JSON, larger ones compressed
-MAX_STORED_BYTES = 300_000  # of compressed body: well inside DynamoDB's 400 KB item with the other fields
+# Of compressed body (base64): sealed and base64-encoded once more (x 4/3) it stays well inside DynamoDB's
+# 400 KB item with the other fields.
+MAX_STORED_BYTES = 220_000
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,37 @@ class Outcome:
     replayed: bool
 
 
+class Sealing(Protocol):
+    """Seals a stored response under its session's content key (session_service.content_keys), so that a
+    record outliving its session's teardown is as unreadable as the session's other content."""
+
+    def seal(self, session_id: str, payload: dict[str, Any]) -> bytes: ...
+
+    def open(self, session_id: str, sealed: bytes) -> dict[str, Any]:
+        """NotFound when the session's key is gone."""
+
+
 class StoredResponse(BaseIdempotencySerializer):
-    """`{"status", "body"}` to what the record keeps, and back."""
+    """`{"status", "body"}` to what the record keeps, and back. With `sealing`, the stored body is sealed
+    under the key of the route's session (`session_id`, or for a create the `id` of the body)."""
+
+    def __init__(self, sealing: Sealing | None = None, session_id: str | None = None) -> None:
+        self._sealing = sealing
+        self._session_id = session_id
 
     def to_dict(self, data: dict[str, Any]) -> dict[str, Any]:
+        stored = self._stored(data)
+        session_id = self._session_id or (data["body"] or {}).get("id")
+        if self._sealing is None or not isinstance(session_id, str):
+            return stored
+        sealed = self._sealing.seal(session_id, stored)
+        return {
+            "status": data["status"],
+            "session_id": session_id,
+            "sealed": base64.b64encode(sealed).decode(),
+        }
+
+    def _stored(self, data: dict[str, Any]) -> dict[str, Any]:
         text = json.dumps(data["body"], separators=(",", ":"))  # as the resolver serialises it
         if len(text) <= PLAIN_LIMIT:
             return {"status": data["status"], "json": text}  # text: a replay keeps the first's key order
@@ -71,6 +100,10 @@ class StoredResponse(BaseIdempotencySerializer):
         return {"status": data["status"], "gzip": packed}
 
     def from_dict(self, data: dict[str, Any]) -> dict[str, Any]:
+        if "sealed" in data:
+            if self._sealing is None:
+                raise RuntimeError("a sealed idempotency record, and no sealing configured")
+            data = self._sealing.open(data["session_id"], base64.b64decode(data["sealed"]))
         if "gzip" in data:
             return {
                 "status": data["status"],
@@ -143,6 +176,8 @@ class PowertoolsIdempotency:
         request: dict[str, Any],
         work: Work,
         lambda_context: Any,
+        sealing: Sealing | None = None,
+        session_id: str | None = None,
     ) -> Outcome:
         config = IdempotencyConfig(
             event_key_jmespath="[project_id, key]",
@@ -160,7 +195,7 @@ class PowertoolsIdempotency:
             data_keyword_argument="call",
             persistence_store=self._store(route),
             config=config,
-            output_serializer=StoredResponse(),
+            output_serializer=StoredResponse(sealing, session_id),
             key_prefix=route,
         )
         def once(call: dict[str, Any]) -> dict[str, Any]:
