@@ -308,7 +308,8 @@ class MotoServer(ManagedProcess):
         return f"http://{self.host}:{self.port}"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+        # moto's server with DynamoDB's operations atomic, as DynamoDB's are (see devstack.moto_server).
+        return [sys.executable, "-m", "devstack.moto_server", "-H", self.host, "-p", str(self.port)]
 
     def is_ready(self) -> bool:
         try:

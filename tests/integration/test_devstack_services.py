@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -47,6 +48,63 @@ def test_redis_down_makes_clients_fail_and_restart_restores_the_same_port(
         client.ping()
     assert redis_server.port == port
     assert client.ping()
+
+
+def test_concurrent_conditional_transactions_never_acknowledge_one_version_twice() -> None:
+    """Compare-and-set on one item from six threads, as concurrent PATCHes do. Plain moto rolls a failed
+    transaction back by restoring a copy of the whole table, erasing whatever committed meanwhile (two
+    writers acknowledged with the same version, one write lost); the dev stack's moto serialises DynamoDB
+    (devstack.moto_server), as DynamoDB's own isolation would."""
+    with MotoServer() as server:
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=server.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        client.create_table(
+            TableName="cas",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for n in range(200):  # a table worth copying: the copy is the window in which commits are lost
+            client.put_item(TableName="cas", Item={"pk": {"S": f"filler-{n}"}, "data": {"S": "x" * 200}})
+        client.put_item(TableName="cas", Item={"pk": {"S": "hot"}, "v": {"N": "0"}})
+        acknowledged: list[int] = []
+
+        def writer() -> None:
+            for _ in range(8):
+                while True:
+                    item = client.get_item(TableName="cas", Key={"pk": {"S": "hot"}}, ConsistentRead=True)
+                    version = int(item["Item"]["v"]["N"])
+                    update = {
+                        "TableName": "cas",
+                        "Key": {"pk": {"S": "hot"}},
+                        "UpdateExpression": "SET v = :next",
+                        "ConditionExpression": "v = :seen",
+                        "ExpressionAttributeValues": {
+                            ":next": {"N": str(version + 1)},
+                            ":seen": {"N": str(version)},
+                        },
+                    }
+                    try:
+                        client.transact_write_items(TransactItems=[{"Update": update}])
+                    except client.exceptions.TransactionCanceledException:
+                        continue
+                    acknowledged.append(version + 1)
+                    break
+
+        threads = [threading.Thread(target=writer) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        final = client.get_item(TableName="cas", Key={"pk": {"S": "hot"}}, ConsistentRead=True)["Item"]
+
+    assert sorted(acknowledged) == list(range(1, 49))
+    assert final["v"]["N"] == "48"
 
 
 def test_moto_server_speaks_dynamodb_sqs_and_secrets_manager(
