@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 # The authorizer's context: the caller's project, and for a session token the only session it may reach.
 PROJECT_CONTEXT_KEY = "project_id"
 TOKEN_SESSION_CONTEXT_KEY = "token_session_id"  # noqa: S105 - a context key, not a secret
+# Set (to "true") when the credentials could not be checked because the key or token store did not answer.
+UNAVAILABLE_CONTEXT_KEY = "auth_unavailable"
 
 KEY_FORMAT = re.compile(r"^ssk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 
