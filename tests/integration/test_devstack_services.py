@@ -6,11 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -105,6 +107,40 @@ def test_concurrent_conditional_transactions_never_acknowledge_one_version_twice
 
     assert sorted(acknowledged) == list(range(1, 49))
     assert final["v"]["N"] == "48"
+
+
+@linux_only
+def test_a_service_started_by_a_multithreaded_process_still_dies_with_it() -> None:
+    """The dev stack restarts redis-server while its gateway and pollers run: a preexec_fn there could
+    deadlock the child between fork and exec, so the child sets its parent-death signal itself and execs
+    the server (the same pid is the server), which still goes when its parent does."""
+    code = (
+        "import os, threading, time\n"
+        "from devstack.services import RedisServer\n"
+        "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+        "server = RedisServer().start()\n"
+        "print(server.pid, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    pid = int(done.stdout.split()[0])
+    assert "redis-server" in Path(f"/proc/{pid}/cmdline").read_text() or not _alive(pid)
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = _alive(pid)
+    if alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "redis-server outlived the process that started it"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
 
 
 def test_moto_server_speaks_dynamodb_sqs_and_secrets_manager(
