@@ -115,9 +115,9 @@ class FaultyStack:
         """Wait until the stack has replaced the killed service and the new one answers; its pid."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            with contextlib.suppress(OSError, ValueError, KeyError):
+            with contextlib.suppress(OSError, ValueError, KeyError, redis.RedisError):
                 pid = self.pid(service)
-                if pid != old_pid and self.redis().ping():
+                if pid != old_pid and self._ping():
                     self._record(Fault(service, "kill", killed_at, time.monotonic()))
                     return pid
             time.sleep(0.05)
@@ -210,9 +210,14 @@ class FaultyStack:
         url = self.endpoints["redis_url"]
         return redis.Redis.from_url(url, decode_responses=True, socket_timeout=1, protocol=2)
 
+    def _ping(self) -> bool:
+        with self.redis() as client:
+            return bool(client.ping())
+
     def cached(self, session_id: str) -> str | None:
         """The raw cache entry (``!``, ``<version>:<as_of>:<json>`` or a floor ``<version>:-``)."""
-        value = self.redis().get(cache_key(self.project_id, session_id))
+        with self.redis() as client:
+            value = client.get(cache_key(self.project_id, session_id))
         return None if value is None else str(value)
 
     def sandboxes(self, session_id: str) -> list[str]:

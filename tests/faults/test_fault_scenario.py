@@ -108,6 +108,7 @@ def test_hung_redis_resurrects_nothing_and_serves_no_old_version(
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(SOAK_ROUNDS * 30)
 def test_soak_hung_redis_resurrects_nothing_and_serves_no_old_version(
     stack: FaultyStack, figures: list[str]
 ) -> None:
