@@ -34,7 +34,7 @@ from devstack.pollers import (
 )
 from devstack.provision import provision, tap_event_buses
 from devstack.services import LOOPBACK, E2BServer, MotoServer, RedisServer, kill_sessions, stop_all
-from devstack.template import QUEUE, SECRET, TABLE_TYPES, LocalResources, Template
+from devstack.template import KMS_KEY, QUEUE, SECRET, TABLE_TYPES, LocalResources, Template
 from devstack.websocket import WebSocketGateway
 
 log = logging.getLogger("devstack")
@@ -353,6 +353,7 @@ class DevStack:
             "tables": resources.names(*TABLE_TYPES),
             "queues": resources.names(QUEUE),
             "secrets": resources.names(SECRET),
+            "kms_keys": resources.names(KMS_KEY),
             "env_vars_file": str(self.env_path.resolve()),
             "pid": os.getpid(),
             "pids": {

@@ -39,6 +39,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyStack]:
         "--parameter-overrides",
         f"LateCreateGraceSeconds={LATE_CREATE_GRACE}",
         "AuthorizerCacheTtlSeconds=3600",
+        # These clients test the cache under faults, not the rate limits (test_rate_limits.py): a soak's four
+        # clients execute more than the default compute limit allows.
+        "RateLimitPerMinute=1000000",
+        "ComputeRateLimitPerMinute=1000000",
     )  # fmt: skip
     faulty = FaultyStack(process, endpoints)
     with pytest.MonkeyPatch.context() as patch:

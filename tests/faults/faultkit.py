@@ -197,11 +197,19 @@ class FaultyStack:
             sessions_table=tables["SessionsTable"],
             projects_table=tables["ProjectsTable"],
             audit_table=tables["AuditTable"],
+            keys_table=tables["KeysTable"],
+            content_key_id=self.endpoints["kms_keys"]["ContentKey"],
         )
 
     def stored(self, session_id: str) -> Session | None:
-        """The session item as DynamoDB (moto) holds it, tombstones included."""
-        return container_for(self.settings()).store.get(self.project_id, session_id)
+        """The session item as DynamoDB (moto) holds it, tombstones included; a live one's metadata opened
+        with its content key, as the service reads it."""
+        services = container_for(self.settings())
+        session = services.store.get(self.project_id, session_id)
+        if session is None or session.is_deleted or session.sealed_metadata is None:
+            return session
+        metadata = services.cipher.open(self.project_id, session_id, "metadata", session.sealed_metadata)
+        return session.evolve(metadata=metadata)
 
     def audit(self, session_id: str) -> list[dict[str, Any]]:
         return container_for(self.settings()).store.audit_entries(self.project_id, session_id)
