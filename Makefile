@@ -8,7 +8,7 @@ export SAM_CLI_TELEMETRY := 0
 # No region here: deploys use your profile's (or AWS_REGION), as samconfig.toml says; the dev stack and the
 # tests set their own.
 
-.PHONY: dev test soak lint unit integration e2e bench build lock smoke deploy clean fmt
+.PHONY: dev test soak lint unit integration e2e bench build lock smoke deploy clean fmt openapi
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -61,6 +61,11 @@ integration: $(BIN)/.installed
 
 e2e: $(BIN)/.installed $(MCP_CLIENTS)
 	$(BIN)/pytest -q -m "not soak" tests/e2e
+
+# The OpenAPI document, generated from the code (session_service.openapi): docs/openapi.json and the copy the
+# deployed OpenApiFunction serves. tests/unit/test_openapi.py fails when either differs from the code.
+openapi: $(BIN)/.installed
+	$(BIN)/python -m session_service.openapi docs/openapi.json functions/openapi/openapi.json
 
 fmt: $(BIN)/.installed
 	$(BIN)/ruff format .

@@ -241,7 +241,18 @@ class CreateSessionRequest(BaseModel):
 
 
 class UpdateSessionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        defer_build=True,
+        # _something_to_change, for the OpenAPI document.
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "object"}}}
+                for name in ("config", "metadata")
+            ]
+        },
+    )
 
     config: JsonObject | None = None
     metadata: JsonObject | None = None
@@ -262,7 +273,7 @@ class ListSessionsParams(BaseModel):
     limit: Annotated[int, Field(ge=1, le=MAX_LIST_LIMIT)] = DEFAULT_LIST_LIMIT
     cursor: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     user_id: UserId | None = None
-    changed_since: str | None = None
+    changed_since: Annotated[str, Field(json_schema_extra={"format": "date-time"})] | None = None
     include_deleted: bool = False
     active: bool = False  # sessions active (a message or an execute) in the last 15 minutes
 
