@@ -570,6 +570,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
 
+    def __getattr__(self, name: str) -> Any:
+        """Any other method (TRACE, PROPFIND...) is routed like the rest, so it gets API Gateway's 404 rather
+        than http.server's 501 HTML page."""
+        if name.startswith("do_") and name[3:].isupper():
+            return self._serve
+        raise AttributeError(name)
+
 
 class _TooLarge(Exception):
     pass

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, model_validator
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_LIST_LIMIT = 200
@@ -18,6 +18,17 @@ DEFAULT_LIST_LIMIT = 50
 UserId = Annotated[StrictStr, Field(min_length=1, max_length=128)]
 Tag = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")]
 JsonObject = dict[str, Any]
+
+
+def _integral(value: Any) -> Any:
+    """JSON has one kind of number, and JSON Schema (so the OpenAPI document) counts 5.0 as the integer 5;
+    clients that only have floats send it so. 5.5, "5" and true stay refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# On an integer field of a request body, after its constraints (or they leave the JSON schema): strict,
+# except that an integral JSON number is an integer.
+INTEGRAL = BeforeValidator(_integral)
 
 
 @dataclass(frozen=True)
@@ -137,18 +148,26 @@ def sandbox_metadata(project_id: str, session_id: str) -> dict[str, str]:
 MAX_COMMAND_TIMEOUT_S = 20  # an HTTP API integration times out at 30 s; sandbox create/resume needs the rest
 DEFAULT_COMMAND_TIMEOUT_S = 10
 
-EnvName = Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+NO_NUL = r"^[^\x00]*$"  # a command, its environment and paths reach execve and the kernel: no NUL byte
+EnvName = Annotated[StrictStr, Field(pattern=ENV_NAME)]
 
 
 class ExecuteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
-    command: Annotated[StrictStr, Field(min_length=1, max_length=16_384)]
-    timeout_s: Annotated[StrictInt, Field(ge=1, le=MAX_COMMAND_TIMEOUT_S)] = DEFAULT_COMMAND_TIMEOUT_S
-    env: Annotated[dict[EnvName, Annotated[StrictStr, Field(max_length=4096)]], Field(max_length=64)] = Field(
-        default_factory=dict
+    command: Annotated[StrictStr, Field(min_length=1, max_length=16_384, pattern=NO_NUL)]
+    timeout_s: Annotated[StrictInt, Field(ge=1, le=MAX_COMMAND_TIMEOUT_S), INTEGRAL] = (
+        DEFAULT_COMMAND_TIMEOUT_S
     )
-    cwd: Annotated[StrictStr, Field(min_length=1, max_length=1024, pattern=r"^/")] | None = None
+    env: Annotated[
+        dict[EnvName, Annotated[StrictStr, Field(max_length=4096, pattern=NO_NUL)]], Field(max_length=64)
+    ] = Field(
+        default_factory=dict,
+        # pydantic states the name pattern as patternProperties, which lets any other name through.
+        json_schema_extra={"additionalProperties": False},
+    )
+    cwd: Annotated[StrictStr, Field(min_length=1, max_length=1024, pattern=r"^/[^\x00]*$")] | None = None
 
 
 @dataclass(frozen=True)
@@ -256,7 +275,7 @@ class UpdateSessionRequest(BaseModel):
 
     config: JsonObject | None = None
     metadata: JsonObject | None = None
-    expected_version: Annotated[StrictInt, Field(ge=1)] | None = None
+    expected_version: Annotated[StrictInt, Field(ge=1), INTEGRAL] | None = None
 
     @model_validator(mode="after")
     def _something_to_change(self) -> UpdateSessionRequest:
@@ -294,7 +313,7 @@ MIN_TOKEN_TTL_S, MAX_TOKEN_TTL_S, DEFAULT_TOKEN_TTL_S = 60, 86_400, 3_600
 class CreateTokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
-    ttl_s: Annotated[StrictInt, Field(ge=MIN_TOKEN_TTL_S, le=MAX_TOKEN_TTL_S)] = DEFAULT_TOKEN_TTL_S
+    ttl_s: Annotated[StrictInt, Field(ge=MIN_TOKEN_TTL_S, le=MAX_TOKEN_TTL_S), INTEGRAL] = DEFAULT_TOKEN_TTL_S
 
 
 @dataclass(frozen=True)
@@ -344,9 +363,11 @@ class PutToolRequest(BaseModel):
 
     description: Annotated[StrictStr, Field(min_length=1, max_length=2000)]
     input_schema: JsonObject
-    command: Annotated[StrictStr, Field(min_length=1, max_length=16_384)]
+    command: Annotated[StrictStr, Field(min_length=1, max_length=16_384, pattern=NO_NUL)]
     tags: Annotated[list[ToolTag], Field(max_length=20)] = Field(default_factory=list)
-    timeout_s: Annotated[StrictInt, Field(ge=1, le=MAX_COMMAND_TIMEOUT_S)] = DEFAULT_COMMAND_TIMEOUT_S
+    timeout_s: Annotated[StrictInt, Field(ge=1, le=MAX_COMMAND_TIMEOUT_S), INTEGRAL] = (
+        DEFAULT_COMMAND_TIMEOUT_S
+    )
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,6 @@ ERROR_CODES: dict[int, str] = {
         "or a session token on a project route"
     ),
     404: "`not_found`: no such resource in the caller's project (another project's, deleted or unknown)",
-    405: "Method not allowed",
     409: "`version_conflict`, `conflict` (a race to retry) or `idempotency_in_progress`",
     413: "`payload_too_large`: the body is over the limit",
     422: "`validation_error` (details name each field) or `idempotency_key_reused`",
@@ -130,6 +129,8 @@ def _schemas() -> tuple[dict[Any, dict[str, Any]], dict[str, Any]]:
         closable = name not in OPEN_TYPES and schema.get("type") == "object" and "properties" in schema
         if closable and _is_response_type(name):
             schema["additionalProperties"] = False
+    # A message is a request or notification (a method), or a response (session_service.mcp._message).
+    components["JsonRpcMessage"]["anyOf"] = [{"required": [name]} for name in ("method", "result", "error")]
     return {key: value for (key, _mode), value in refs.items()}, components
 
 
@@ -341,8 +342,6 @@ def _responses(operation: Operation, schemas: dict[Any, dict[str, Any]]) -> dict
         }
         if status == 429:
             response["headers"] = _rate_limit_headers()
-        if status == 405:
-            response["headers"] = {"Allow": {"description": "POST", "schema": {"type": "string"}}}
         documented[str(status)] = response
     return documented
 

@@ -226,30 +226,13 @@ OPERATIONS: tuple[Operation, ...] = (
         body=r.JsonRpcMessage,
         errors=(400,),
         compute=True,  # tools/call runs in the sandbox; the limiter tells it from the other methods
-        route_method="ANY",
+        route_method="ANY",  # so that GET and DELETE reach the function and get MCP's 405 (Allow: POST)
+        description=(
+            "One JSON-RPC message per POST. GET and DELETE answer 405 with `Allow: POST` (no event stream, "
+            "no session to end: the session is in the path). Every request on an unknown, another project's "
+            "or a deleted session is 404 with a JSON-RPC error."
+        ),
         example={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
-    ),
-    Operation(
-        "mcpGet",
-        "GET",
-        "/v1/sessions/{session_id}/mcp",
-        "Not supported (no server-sent event stream): 405",
-        "mcp",
-        SESSION,
-        {},
-        errors=(405,),
-        route_method="ANY",
-    ),
-    Operation(
-        "mcpDelete",
-        "DELETE",
-        "/v1/sessions/{session_id}/mcp",
-        "Not supported (the endpoint is stateless): 405",
-        "mcp",
-        SESSION,
-        {},
-        errors=(405,),
-        route_method="ANY",
     ),
     Operation(
         "listTools",
@@ -316,9 +299,10 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
 )
 
-_BY_ROUTE: dict[tuple[str, str], Operation] = {(op.route_key, op.method): op for op in OPERATIONS}
+_BY_ROUTE: dict[str, Operation] = {op.route_key: op for op in OPERATIONS}
 
 
-def operation_for(route_key: str, method: str) -> Operation | None:
-    """The operation a request is, from API Gateway's `routeKey` and the request's method."""
-    return _BY_ROUTE.get((route_key, method.upper()))
+def operation_for(route_key: str) -> Operation | None:
+    """The operation a request is, from API Gateway's `routeKey` (`event["routeKey"]`; the MCP route's is
+    `ANY /v1/sessions/{session_id}/mcp` whatever the method)."""
+    return _BY_ROUTE.get(route_key)

@@ -187,7 +187,7 @@ class JsonRpcMessage(TypedDict):
     """What a client POSTs to the MCP endpoint: one JSON-RPC request, notification or response."""
 
     jsonrpc: Literal["2.0"]
-    id: NotRequired[str | int | None]
+    id: NotRequired[str | int]  # MCP: never null
     method: NotRequired[str]
     params: NotRequired[JsonObject]
     result: NotRequired[Any]
