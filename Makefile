@@ -35,6 +35,14 @@ $(TOOLS)/mcp2/bin/.installed:
 	$(TOOLS)/mcp2/bin/pip install --quiet 'mcp==2.3.0'
 	@touch $@
 
+# schemathesis (the generated-case tests of docs/openapi.json, tests/e2e/test_schemathesis.py) pins its own
+# pytest, hypothesis and jsonschema lines and registers a pytest plugin: it gets its own environment.
+SCHEMATHESIS := $(TOOLS)/schemathesis/bin/.installed
+$(SCHEMATHESIS):
+	$(PYTHON) -m venv $(TOOLS)/schemathesis
+	$(TOOLS)/schemathesis/bin/pip install --quiet 'schemathesis==4.32.5'
+	@touch $@
+
 venv: $(BIN)/.installed
 
 dev: $(BIN)/.installed
@@ -47,7 +55,7 @@ lint: $(BIN)/.installed $(TOOLS)/bin/.installed
 	$(BIN)/cfn-lint template.yaml
 	$(TOOLS)/bin/sam validate --lint --template template.yaml
 
-test: lint $(MCP_CLIENTS)
+test: lint $(MCP_CLIENTS) $(SCHEMATHESIS)
 	$(BIN)/pytest -q -m "not soak"
 
 soak: $(BIN)/.installed
@@ -59,7 +67,7 @@ unit: $(BIN)/.installed
 integration: $(BIN)/.installed
 	$(BIN)/pytest -q -m "not soak" tests/integration
 
-e2e: $(BIN)/.installed $(MCP_CLIENTS)
+e2e: $(BIN)/.installed $(MCP_CLIENTS) $(SCHEMATHESIS)
 	$(BIN)/pytest -q -m "not soak" tests/e2e
 
 # The OpenAPI document, generated from the code (session_service.openapi): docs/openapi.json and the copy the
