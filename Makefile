@@ -109,7 +109,7 @@ lock: $(BIN)/.installed
 # key, adds the cross-project checks; tests that need the local E2B API's controls skip, saying so.
 smoke: $(BIN)/.installed
 	@test -n "$(API)" -a -n "$(KEY)" || { echo "usage: make smoke API=<ApiUrl output> KEY=<ssk_ key> [KEY2=<ssk_ key>]"; exit 2; }
-	@SMOKE_API_URL="$(API)" SMOKE_API_KEY="$(KEY)" SMOKE_API_KEY2="$(KEY2)" $(BIN)/pytest -q -rs tests/e2e/test_http_contract.py
+	@SMOKE_API_URL="$(API)" SMOKE_API_KEY="$(KEY)" SMOKE_API_KEY2="$(KEY2)" $(BIN)/pytest -q -rs tests/e2e/test_http_contract.py tests/e2e/test_two_tenants.py
 
 deploy: build
 	$(TOOLS)/bin/sam deploy --config-env $${ENV:-dev}

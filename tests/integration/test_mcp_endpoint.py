@@ -237,3 +237,22 @@ def test_ids_and_versions_the_transport_refuses(api: Api, project: Project, sess
         assert refused.status == 400 and refused.body["id"] == message.get("id")
         assert refused.body["error"]["code"] == -32022
         assert mcp.post(message, "2025-06-18").status == 202
+
+
+def test_a_body_that_is_not_utf8_is_a_jsonrpc_parse_error(api: Api, project: Project, session: dict) -> None:
+    """The gateway passes such a body base64-encoded; it was a 500 (found by schemathesis)."""
+    from devstack.gateway import Request
+
+    request = Request(
+        method="POST",
+        path=f"/v1/sessions/{session['id']}/mcp",
+        query="",
+        protocol="HTTP/1.1",
+        headers=[("content-type", "application/json"), ("x-api-key", project.api_key)],
+        body=b"\xff@",
+        source_ip="127.0.0.1",
+        request_id="not-utf8",
+    )
+    reply = api.gateway.handle(request)
+    assert reply.status == 400
+    assert json.loads(reply.body)["error"]["code"] == -32700
