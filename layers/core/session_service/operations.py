@@ -74,7 +74,7 @@ class Operation:
         return f"{self.route_method or self.method} {self.path}"
 
 
-_SESSION_LINKS = {
+_SESSION_LINKS: dict[str, dict[str, str]] = {
     op: {"session_id": "$response.body#/id"}
     for op in (
         "getSession",
@@ -86,6 +86,8 @@ _SESSION_LINKS = {
         "listSessionTools",
     )
 }
+# A tool every session has (a link parameter may be a constant): calls reach a live session's tools.
+_SESSION_LINKS["callTool"] = {"session_id": "$response.body#/id", "tool_name": "list_files"}
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation(
