@@ -92,6 +92,7 @@ fmt: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/key_load.py
+	$(BIN)/python bench/encryption.py
 
 # No python3.13 needed: the dependency layers are built by scripts/layers.py (their Makefiles) with the tools
 # venv's pip, as arm64 python3.13 wheels from layers/constraints.txt; the functions and the core layer are

@@ -132,6 +132,9 @@ class Layout:
     def epoch_partitions(self) -> list[str]:
         return [f"_cache_epoch#{copy}" for copy in range(Settings().cache_epoch_copies)]
 
+    def content_keys(self) -> bool:
+        return True
+
 
 class BeforeLayout(Layout):
     """Commit 0b479a6: HASH project_id on the table and by_updated, user_key = project#user, a constant
@@ -160,6 +163,9 @@ class BeforeLayout(Layout):
 
     def epoch_partitions(self) -> list[str]:
         return []  # no cache epoch then
+
+    def content_keys(self) -> bool:
+        return False  # no keys table then
 
 
 # --- the workload ------------------------------------------------------------------------------------------
@@ -213,6 +219,8 @@ def simulate(layout: Layout, schema: Schema, seed: int = 7) -> Load:
         elif operation in ("create", "create_tagged"):
             schema.write(load, s, item)
             schema.write(load, "AuditTable", {"session_key": keys.audit_partition(project, session_id)})
+            if layout.content_keys():  # the session's key, in the create transaction (2 units per item)
+                schema.write(load, "KeysTable", {"pk": keys.session_key_partition(project, session_id)}, 2.0)
             if operation == "create_tagged":
                 claim = layout.tag_claim(project, f"tag-{rng.randrange(1_000_000)}")
                 schema.read(load, "ProjectsTable", claim[schema.tables["ProjectsTable"]])
@@ -222,6 +230,8 @@ def simulate(layout: Layout, schema: Schema, seed: int = 7) -> Load:
             schema.write(load, s, tombstone)
             schema.read(load, s, home)  # teardown reads the tombstone...
             schema.write(load, s, tombstone)  # ...and completes: its pending marker leaves the index
+            if layout.content_keys():  # teardown deletes the session's key first
+                schema.write(load, "KeysTable", {"pk": keys.session_key_partition(project, session_id)})
         elif operation == "list":  # one page: every shard's first page, about one read unit each
             for partition in layout.project_partitions(project):
                 schema.read(load, s, partition)
@@ -259,6 +269,14 @@ def simulate(layout: Layout, schema: Schema, seed: int = 7) -> Load:
     copies = layout.epoch_partitions()
     for container in range(CONTAINERS if copies else 0):
         schema.read(load, "ProjectsTable", copies[container % len(copies)])
+    if layout.content_keys():
+        # Session keys are their own partitions, read on a process's key-cache miss (at most one read per
+        # session per process every CONTENT_KEY_CACHE_SECONDS). A project's key is one item: every instance
+        # that serves the project reads it once per CONTENT_KEY_CACHE_SECONDS; the worst case is every
+        # instance serving the largest tenant.
+        ttl = Settings().content_key_cache_seconds
+        largest = zipf_tenants(TENANTS, LARGEST_SHARE)[0][0]
+        schema.read(load, "KeysTable", keys.project_key_partition(largest), CONTAINERS / ttl)
     return load
 
 

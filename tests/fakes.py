@@ -6,6 +6,7 @@ refusal to overwrite a tombstone or a newer version), so service logic is tested
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import replace
 
@@ -68,7 +69,9 @@ class FakeSessionStore:
     def tag_owner(self, project_id: str, tag: str) -> str | None:
         return self.tags.get((project_id, tag))
 
-    def create(self, session: Session, *, replaces_tag_owner: str | None = None) -> None:
+    def create(
+        self, session: Session, *, replaces_tag_owner: str | None = None, wrapped_key: bytes | None = None
+    ) -> None:
         with self._lock:
             if session.tag is not None:
                 if self.tags.get((session.project_id, session.tag)) != replaces_tag_owner:
@@ -131,8 +134,20 @@ class FakeSessionStore:
             "messages_purged": current.messages_purged + messages_purged,
         }
         if done_at is not None:
-            changes.update(teardown_state="done", teardown_completed_at=done_at, config={}, metadata={})
+            changes.update(
+                teardown_state="done",
+                teardown_completed_at=done_at,
+                config={},
+                metadata=None,
+                sealed_metadata=None,
+                sealed_data_key=None,
+            )
         self.sessions[(project_id, session_id)] = replace(current, **changes)
+
+    def record_key_destroyed(self, project_id: str, session_id: str, at: str) -> None:
+        current = self.sessions[(project_id, session_id)]
+        if current.key_destroyed_at is None:
+            self.sessions[(project_id, session_id)] = replace(current, key_destroyed_at=at)
 
     def touch_activity(self, project_id: str, session_id: str, at: str, not_since: str) -> None:
         with self._lock:
@@ -337,6 +352,16 @@ class FakeProjectStore:
     def get(self, project_id: str) -> Project | None:
         return self.projects.get(project_id)
 
+    def set_limits(self, project_id: str, per_minute: int | None, compute_per_minute: int | None) -> bool:
+        if project_id not in self.projects:
+            return False
+        self.projects[project_id] = replace(
+            self.projects[project_id],
+            rate_limit_per_minute=per_minute,
+            compute_rate_limit_per_minute=compute_per_minute,
+        )
+        return True
+
 
 class FakeTokenStore:
     """Session tokens in memory; `live` is the set of (project_id, session_id) a token may be issued for."""
@@ -358,3 +383,53 @@ class FakeTokenStore:
         kept = [r for r in self.records if (r.project_id, r.session_id) != (project_id, session_id)]
         purged, self.records = len(self.records) - len(kept), kept
         return purged
+
+
+class FakeContentKeyStore:
+    """The keys table in memory, counting calls as DynamoDB would bill them."""
+
+    def __init__(self) -> None:
+        self.items: dict[str, bytes] = {}
+        self.calls: list[str] = []
+
+    def project_key(self, project_id: str) -> bytes | None:
+        self.calls.append("project_key")
+        return self.items.get(f"project#{project_id}")
+
+    def add_project_key(self, project_id: str, wrapped: bytes) -> bool:
+        self.calls.append("add_project_key")
+        return self.items.setdefault(f"project#{project_id}", wrapped) == wrapped
+
+    def put_session_key(self, project_id: str, session_id: str, wrapped: bytes) -> None:
+        """What the session's create transaction does."""
+        self.items[f"session#{project_id}#{session_id}"] = wrapped
+
+    def session_keys(self, project_id: str, session_ids: list[str]) -> dict[str, bytes]:
+        self.calls.append("session_keys")
+        found = {sid: self.items.get(f"session#{project_id}#{sid}") for sid in session_ids}
+        return {sid: wrapped for sid, wrapped in found.items() if wrapped is not None}
+
+    def destroy_session_key(self, project_id: str, session_id: str) -> None:
+        self.calls.append("destroy_session_key")
+        self.items.pop(f"session#{project_id}#{session_id}", None)
+
+
+class FakeMasterKey:
+    """KMS in memory: a wrapped key is an opaque handle bound to its project (the encryption context)."""
+
+    def __init__(self) -> None:
+        self.keys: dict[bytes, tuple[str, bytes]] = {}
+        self.calls: list[str] = []
+
+    def generate(self, project_id: str) -> tuple[bytes, bytes]:
+        self.calls.append("generate")
+        plaintext, handle = os.urandom(32), os.urandom(16)
+        self.keys[handle] = (project_id, plaintext)
+        return plaintext, handle
+
+    def unwrap(self, wrapped: bytes, project_id: str) -> bytes:
+        self.calls.append("unwrap")
+        owner, plaintext = self.keys[wrapped]
+        if owner != project_id:
+            raise ValueError("encryption context mismatch")
+        return plaintext

@@ -8,6 +8,9 @@ An HTTP API cannot shape the body of an authorizer's deny (always 403 {"message"
 credentials are let through WITHOUT a project and the route middleware (session_service.api) answers 401
 in our error format. No route runs without a project. A DynamoDB failure raises: API Gateway answers 500
 and, unlike a result, an error is never cached.
+
+An allowed caller's context also carries its credential id and its project's rate limits (read at most
+once a minute per project and process; session_service.limits), so a route's limiter makes no read.
 """
 
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
@@ -15,10 +18,18 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from session_service.auth import PROJECT_CONTEXT_KEY, TOKEN_SESSION_CONTEXT_KEY
+from session_service.auth import (
+    COMPUTE_RATE_LIMIT_CONTEXT_KEY,
+    CREDENTIAL_CONTEXT_KEY,
+    PROJECT_CONTEXT_KEY,
+    RATE_LIMIT_CONTEXT_KEY,
+    TOKEN_SESSION_CONTEXT_KEY,
+)
 from session_service.errors import Unauthorized
 from session_service.observability import logger
-from session_service.runtime import authenticator
+from session_service.runtime import authenticator, project_limits
+
+PROJECT_READ_MS = 5_500
 
 
 @logger.inject_lambda_context
@@ -31,7 +42,16 @@ def handler(event: dict, context: LambdaContext) -> dict:
     except Unauthorized as rejected:
         logger.info("rejected credentials", extra={"reason": rejected.message})
         return {"isAuthorized": True, "context": {PROJECT_CONTEXT_KEY: "", "reason": rejected.message}}
-    context_values = {PROJECT_CONTEXT_KEY: principal.project_id}
+    # A project's limits are read (at most once a minute) only while a read at its worst (two attempts at
+    # the DynamoDB timeouts, 5 s) still fits the authorizer's Timeout; else the defaults, this once.
+    time_left = context.get_remaining_time_in_millis()
+    limits = project_limits().for_project(principal.project_id, may_read=time_left > PROJECT_READ_MS)
+    context_values: dict[str, str | int] = {
+        PROJECT_CONTEXT_KEY: principal.project_id,
+        CREDENTIAL_CONTEXT_KEY: principal.credential,
+        RATE_LIMIT_CONTEXT_KEY: limits.per_minute,
+        COMPUTE_RATE_LIMIT_CONTEXT_KEY: limits.compute_per_minute,
+    }
     if principal.session_id is not None:
         context_values[TOKEN_SESSION_CONTEXT_KEY] = principal.session_id
     return {"isAuthorized": True, "context": context_values}

@@ -5,7 +5,7 @@ import json
 
 from aws_lambda_powertools.event_handler import Response
 
-from session_service.api import build_app, caller_project, entrypoint
+from session_service.api import build_app, caller_limits, caller_project, entrypoint
 from session_service.mcp import error_body, session_gone
 from session_service.models import MAX_BODY_BYTES
 from session_service.runtime import mcp_endpoint
@@ -21,7 +21,8 @@ def jsonrpc_refusal(status: int, code: str, message: str) -> Response:
     return Response(status, "application/json", json.dumps(error_body(None, -32001, f"{code}: {message}")))
 
 
-app = build_app(reject=jsonrpc_refusal)
+# The endpoint applies the rate limit itself: only it knows which messages are tools/call (compute).
+app = build_app(reject=jsonrpc_refusal, rate_limit=None)
 METHODS = ["POST", "GET", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"]
 
 
@@ -37,7 +38,9 @@ def mcp(session_id: str) -> Response:
         refused = error_body(None, -32600, f"a message is at most {MAX_BODY_BYTES} bytes")
         return Response(413, "application/json", json.dumps(refused))
     headers = {name.lower(): value for name, value in (event.headers or {}).items()}
-    reply = mcp_endpoint().handle(caller_project(app), session_id, event.http_method, headers, body)
+    reply = mcp_endpoint().handle(
+        caller_project(app), session_id, event.http_method, headers, body, caller_limits(app)
+    )
     payload = json.dumps(reply.body, separators=(",", ":")) if reply.body is not None else ""
     return Response(reply.status, "application/json" if payload else None, payload, headers=reply.headers)
 

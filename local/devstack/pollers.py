@@ -18,6 +18,7 @@ shorter local period when one is given.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import logging
 import re
@@ -245,8 +246,9 @@ class DynamoDbStreamEventSourceMapping:
         return result
 
     def _lambda_record(self, record: dict[str, Any]) -> dict[str, Any]:
-        """A stream record as Lambda hands it over: JSON-safe, with the stream's ARN."""
-        stream = dict(record["dynamodb"])
+        """A stream record as Lambda hands it over: JSON-safe (binary attributes base64, as Lambda's event
+        has them), with the stream's ARN."""
+        stream = {key: _base64_binaries(value) for key, value in record["dynamodb"].items()}
         created = stream.get("ApproximateCreationDateTime")
         if isinstance(created, datetime):  # Lambda sends epoch seconds, rounded down to the second
             stream["ApproximateCreationDateTime"] = float(int(created.timestamp()))
@@ -298,6 +300,17 @@ class DynamoDbStreamEventSourceMapping:
 
 _RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
 _UNIT_SECONDS = {"minute": 60, "minutes": 60, "hour": 3600, "hours": 3600, "day": 86400, "days": 86400}
+
+
+def _base64_binaries(value: Any) -> Any:
+    """boto3 decodes a stream record's B and BS values to bytes; Lambda's event carries them base64."""
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(value).decode()
+    if isinstance(value, dict):
+        return {key: _base64_binaries(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_base64_binaries(item) for item in value]
+    return value
 
 
 def rate_seconds(expression: str) -> float:

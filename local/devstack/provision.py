@@ -20,6 +20,7 @@ from devstack.template import (
     EVENT_BUS,
     FUNCTION,
     HTTP_API,
+    KMS_KEY,
     QUEUE,
     SECRET,
     TABLE_TYPES,
@@ -141,6 +142,7 @@ def provision(
     _provision_queues(template, resources, endpoint_url)
     _provision_secrets(template, resources, endpoint_url, e2b_api_key, secret_values or {})
     _provision_event_buses(template, resources, endpoint_url)
+    _provision_kms_keys(template, resources, endpoint_url)
     return resources
 
 
@@ -303,6 +305,30 @@ def _generated_secret(spec: dict[str, Any]) -> str:
     if template and key:
         return json.dumps({**json.loads(template), key: password})
     return password
+
+
+# -- KMS ---------------------------------------------------------------------------------------------------
+
+
+def _provision_kms_keys(template: Template, resources: LocalResources, endpoint_url: str) -> None:
+    """Each key once per moto server: found again by a local alias (CloudFormation needs none), so a
+    re-provisioned stack keeps the key its stored content was sealed under."""
+    kms = aws_client("kms", endpoint_url, resources.region)
+    for logical_id, props in template.of_type(KMS_KEY):
+        alias = f"alias/{physical_name(resources, logical_id)}"
+        try:
+            metadata = kms.describe_key(KeyId=alias)["KeyMetadata"]
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "NotFoundException":
+                raise
+            description = _resolve_soft(props.get("Description", ""), resources, logical_id)
+            metadata = kms.create_key(
+                Description=description if isinstance(description, str) else logical_id,
+                KeyUsage="ENCRYPT_DECRYPT",
+                KeySpec="SYMMETRIC_DEFAULT",
+            )["KeyMetadata"]
+            kms.create_alias(AliasName=alias, TargetKeyId=metadata["KeyId"])
+        resources.add(logical_id, KMS_KEY, metadata["KeyId"], Arn=metadata["Arn"], KeyId=metadata["KeyId"])
 
 
 # -- EventBridge -------------------------------------------------------------------------------------------

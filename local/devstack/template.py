@@ -21,6 +21,7 @@ FUNCTION = "AWS::Serverless::Function"
 HTTP_API = "AWS::Serverless::HttpApi"
 WEBSOCKET_API = "AWS::Serverless::WebSocketApi"
 EVENT_BUS = "AWS::Events::EventBus"
+KMS_KEY = "AWS::KMS::Key"
 TABLE_TYPES = ("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable")
 QUEUE = "AWS::SQS::Queue"
 SECRET = "AWS::SecretsManager::Secret"  # noqa: S105 - a type name

@@ -122,11 +122,16 @@ def test_a_writer_that_died_before_its_cache_write_is_covered_by_the_stream(
     path = f"/v1/sessions/{session['id']}"
     assert api.call("GET", path, key=key).body["version"] == 1  # cached
     cache_invalidator.drain()
-    store = container_for(Settings.from_env(invoker.env_for("UpdateSessionFunction"))).store
-    current = store.get(project.project_id, session["id"])
+    writer = container_for(Settings.from_env(invoker.env_for("UpdateSessionFunction")))
+    current = writer.store.get(project.project_id, session["id"])
     assert current is not None
-    store.update(
-        current.evolve(version=2, metadata={"by": "a writer that crashed"}),
+    metadata = {"by": "a writer that crashed"}
+    writer.store.update(
+        current.evolve(
+            version=2,
+            metadata=metadata,
+            sealed_metadata=writer.cipher.seal(project.project_id, session["id"], "metadata", metadata),
+        ),
         previous_version=1,
         config_changed=False,
     )

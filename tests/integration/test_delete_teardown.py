@@ -124,7 +124,7 @@ def test_a_stale_fill_after_delete_cannot_resurrect_the_session(
     settings = Settings.from_env(invoker.env_for("GetSessionFunction"))
     services = container_for(settings)
     as_of = clock.now_ms()
-    before = services.store.get(project.project_id, session["id"])  # the slow reader's read
+    before = services.sessions._load_live(project.project_id, session["id"])  # the slow reader's read
     assert api.call("DELETE", f"/v1/sessions/{session['id']}", key=project.api_key).status == 200
     services.cache.fill(before, as_of)  # ...and its late fill
     assert api.call("GET", f"/v1/sessions/{session['id']}", key=project.api_key).status == 404

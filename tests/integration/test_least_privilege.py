@@ -1,5 +1,5 @@
-"""Least privilege, checked: each function's DynamoDB, SQS and Secrets Manager grants in template.yaml are
-exactly the calls its code makes.
+"""Least privilege, checked: each function's DynamoDB, SQS, Secrets Manager and KMS grants in template.yaml
+are exactly the calls its code makes.
 
 The route functions run as API Gateway runs them (plugins.api: the local gateway, their authorizer, the
 template's environment), the teardown and sweeper through their event sources, against the real local
@@ -27,8 +27,9 @@ from aws_lambda_powertools.utilities import parameters
 from devstack.template import Template
 from plugins.api import Api, Project
 from plugins.teardown import TeardownPipeline
+from session_service.runtime import container_for
 
-SERVICES = ("dynamodb", "sqs", "secretsmanager")
+SERVICES = ("dynamodb", "sqs", "secretsmanager", "kms")
 Grant = tuple[str, str, str | None]  # (action, resource logical id, index name or None)
 
 # Grants whose call only a failure path makes, which these tests do not provoke.
@@ -43,8 +44,11 @@ NOT_DRIVEN: dict[tuple[str, Grant], str] = {
     ("ListSessionsFunction", ("dynamodb:Query", "SessionsTable", "by_activity")): (
         "the active_since listing, which the route does not take yet"
     ),
-    ("TeardownFunction", ("dynamodb:BatchWriteItem", "MessagesTable", None)): (
-        "purges a session's messages; the messages routes are not driven here"
+    ("CreateSessionFunction", ("kms:Decrypt", "ContentKey", None)): (
+        "a process that did not make the project's key unwraps it (cold, or after the key cache's TTL)"
+    ),
+    ("CreateSessionFunction", ("dynamodb:DeleteItem", "IdempotencyTable", None)): (
+        "a create with an Idempotency-Key failing after its key was recorded (DynamoDB down, a lost tag race)"
     ),
 }
 DRIVEN = [
@@ -62,6 +66,8 @@ DRIVEN = [
     "DeleteToolFunction",
     "SessionToolsFunction",
     "CallToolFunction",
+    "AppendMessageFunction",
+    "ListMessagesFunction",
     "TeardownFunction",
     "SweeperFunction",
 ]
@@ -128,6 +134,8 @@ class Recorder:
             return {(f"dynamodb:{operation}", self._id(params["TableName"]), params.get("IndexName"))}
         if service == "sqs":
             return {(f"sqs:{operation}", self._id(params["QueueUrl"]), None)}
+        if service == "kms":
+            return {(f"kms:{operation}", self._id(params["KeyId"]), None)}
         return {(f"secretsmanager:{operation}", self._id(params["SecretId"]), None)}
 
     def _id(self, physical: str) -> str:
@@ -137,6 +145,7 @@ class Recorder:
 @pytest.fixture
 def recorder(invoker: Any, local_resources: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Recorder]:
     recording = Recorder(local_resources)
+    container_for.cache_clear()  # every function starts as a new process would: no client, key or secret yet
     original_call = botocore.client.BaseClient._make_api_call
     original_invoke = invoker.invoke
 
@@ -169,6 +178,8 @@ def drive(api: Api, project: Project, teardown: TeardownPipeline, redis_down: An
     session = ok("POST", "/v1/sessions", {"user_id": "u1", "tag": "least-privilege", "config": {"a": 1}})
     sid = session["id"]
     ok("POST", "/v1/sessions", {"user_id": "u1", "tag": "least-privilege"})  # the tag's owner, read
+    # Two live sessions: a listing reads their keys in one batch.
+    quiet = ok("POST", "/v1/sessions", {"user_id": "u4"})
     ok("GET", f"/v1/sessions/{sid}")
     time.sleep(1.1)  # a reader checks the cache epoch at most once a second
     ok("GET", f"/v1/sessions/{sid}")
@@ -181,6 +192,15 @@ def drive(api: Api, project: Project, teardown: TeardownPipeline, redis_down: An
     token = ok("POST", f"/v1/sessions/{sid}/tokens")["token"]
     ok("GET", f"/v1/sessions/{sid}", key=None, token=token)  # the authorizer reads the token
     ok("POST", f"/v1/sessions/{sid}/execute", {"command": "echo hi"})
+    # Idempotency keys: a first request (put, complete), its replay (the conditional put's old item), and a
+    # request that failed (its record deleted) on each route that takes them.
+    once = {"idempotency-key": f"lp-{sid}"}
+    for _ in range(2):
+        ok("POST", "/v1/sessions", {"user_id": "u4"}, headers=once)
+        ok("POST", f"/v1/sessions/{sid}/execute", {"command": "echo once"}, headers=once)
+    missing = "/v1/sessions/ses_01jc00000000000000000000000/execute"
+    failed = {"idempotency-key": f"lp-missing-{sid}"}
+    assert api.call("POST", missing, key=key, body={"command": "true"}, headers=failed).status == 404
     ok("PUT", "/v1/tools/echo_args", {
         "description": "Echo the arguments", "command": "printf '%s' \"$TOOL_ARGUMENTS\"",
         "input_schema": {"type": "object", "properties": {"text": {"type": "string"}}},
@@ -190,7 +210,19 @@ def drive(api: Api, project: Project, teardown: TeardownPipeline, redis_down: An
     ok("GET", f"/v1/sessions/{sid}/tools", query={"query": "echo"})
     fresh = ok("POST", "/v1/sessions", {"user_id": "u3"})  # its first tool call creates its sandbox
     ok("POST", f"/v1/sessions/{fresh['id']}/tools/echo_args/call", {"arguments": {"text": "x"}})
+    call_path = f"/v1/sessions/{fresh['id']}/tools/echo_args/call"
+    for _ in range(2):
+        ok("POST", call_path, {"arguments": {"text": "y"}}, headers={"idempotency-key": f"lp-call-{sid}"})
+    missing_call = "/v1/sessions/ses_01jc00000000000000000000000/tools/echo_args/call"
+    assert api.call("POST", missing_call, key=key, body={}, headers=failed).status == 404
     ok("DELETE", "/v1/tools/echo_args")
+    appended = {"idempotency-key": f"lp-msg-{sid}"}
+    for _ in range(2):  # the first append records activity; the second is its replay
+        ok("POST", f"/v1/sessions/{quiet['id']}/messages", {"content": {"text": "hello"}}, headers=appended)
+    missing_messages = "/v1/sessions/ses_01jc00000000000000000000000/messages"
+    assert api.call("POST", missing_messages, key=key, body={"content": "x"}, headers=failed).status == 404
+    ok("GET", f"/v1/sessions/{quiet['id']}/messages")
+    ok("DELETE", f"/v1/sessions/{quiet['id']}")  # its teardown purges the message
     ok("DELETE", f"/v1/sessions/{sid}")
     other = ok("POST", "/v1/sessions", {"user_id": "u2"})
     with redis_down():  # the cache tombstone fails: the epoch again

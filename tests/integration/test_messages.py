@@ -162,7 +162,8 @@ def test_the_cascade_purges_a_large_conversation_over_several_runs_and_keeps_aud
     for n in range(1, 6):  # through the route...
         append(api, project, session["id"], n, local_id=f"l{n}")
     # ...and 1,095 more as the store writes them, in batches (one by one through moto would take a minute).
-    tables = container_for(Settings.from_env(invoker.env_for("AppendMessageFunction"))).tables
+    appender = container_for(Settings.from_env(invoker.env_for("AppendMessageFunction")))
+    tables, cipher = appender.tables, appender.cipher
     M, partition = tables.MessageItem, keys.audit_partition(project.project_id, session["id"])
     with M.batch_write() as batch:
         for seq in range(6, 1101):
@@ -172,7 +173,7 @@ def test_the_cascade_purges_a_large_conversation_over_several_runs_and_keeps_aud
                     sk=message_sk(seq),
                     seq=seq,
                     message_id=f"msg_{seq}",
-                    content=seq,
+                    sealed_content=cipher.seal(project.project_id, session["id"], f"message:msg_{seq}", seq),
                     created_at="2026-11-23T00:00:00.000000Z",
                     project_id=project.project_id,
                     session_id=session["id"],

@@ -102,7 +102,8 @@ class Api:
         finally:
             self.runtime.local.env = None
         text = reply.body.decode() or "null"
-        return Reply(status=reply.status, body=json.loads(text), headers=dict(reply.headers))
+        headers = {name.lower(): value for name, value in dict(reply.headers).items()}  # case-insensitive
+        return Reply(status=reply.status, body=json.loads(text), headers=headers)
 
 
 @pytest.fixture(scope="session")

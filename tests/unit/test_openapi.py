@@ -163,7 +163,13 @@ def test_response_objects_are_closed_so_undocumented_fields_fail(document: dict[
         "last_active_at": None,
         "deleted": True,
         "deleted_at": "t",
-        "teardown": {"state": "pending", "completed_at": None, "sandboxes_killed": 0, "messages_purged": 0},
+        "teardown": {
+            "state": "pending",
+            "completed_at": None,
+            "sandboxes_killed": 0,
+            "messages_purged": 0,
+            "key_destroyed_at": None,
+        },
     }
     session_schema = {**schemas["Session"], "components": document["components"]}
     assert not jsonschema.Draft202012Validator(session_schema).is_valid(tombstone)

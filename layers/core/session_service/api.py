@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -16,21 +17,32 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
-from session_service.auth import PROJECT_CONTEXT_KEY, TOKEN_SESSION_CONTEXT_KEY
+from session_service.auth import (
+    COMPUTE_RATE_LIMIT_CONTEXT_KEY,
+    CREDENTIAL_CONTEXT_KEY,
+    PROJECT_CONTEXT_KEY,
+    RATE_LIMIT_CONTEXT_KEY,
+    TOKEN_SESSION_CONTEXT_KEY,
+)
 from session_service.errors import (
     BadRequest,
     Conflict,
     DependencyUnavailable,
     DomainError,
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
     SandboxUnavailable,
     Unauthorized,
     ValidationFailed,
     VersionConflict,
 )
+from session_service.limits import LimitDecision, RateLimits
 from session_service.models import MAX_BODY_BYTES
 from session_service.observability import logger, metrics, traced
+from session_service.runtime import rate_limiter
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -40,14 +52,23 @@ STATUS: dict[type[DomainError], int] = {
     NotFound: 404,
     VersionConflict: 409,
     Conflict: 409,
+    IdempotencyInProgress: 409,
     PayloadTooLarge: 413,
     ValidationFailed: 422,
+    IdempotencyKeyReused: 422,
+    RateLimited: 429,
     DependencyUnavailable: 503,
     SandboxUnavailable: 503,
 }
 
 
-def error_response(status: int, code: str, message: str, details: list | None = None) -> Response:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     error: dict[str, Any] = {"code": code, "message": message}
     if details:
         error["details"] = details
@@ -55,6 +76,7 @@ def error_response(status: int, code: str, message: str, details: list | None = 
         status_code=status,
         content_type="application/json",
         body=json.dumps({"error": error}),
+        headers=dict(headers or {}),
     )
 
 
@@ -88,14 +110,78 @@ def principal_required(reject: Reject = lambda status, code, message: error_resp
     return middleware
 
 
-def build_app(reject: Reject | None = None) -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver()
-    app.use(middlewares=[principal_required(reject) if reject else principal_required()])
+GENERAL, COMPUTE = "general", "compute"
+
+
+class RouteApp(APIGatewayHttpResolver):
+    """The resolver of one route function, and the rate limit its requests take: GENERAL, COMPUTE (also the
+    tighter compute bucket: execute, tool calls), or None (the route limits itself, as MCP does per
+    JSON-RPC message)."""
+
+    def __init__(self, rate_limit: str | None) -> None:
+        super().__init__()
+        self.rate_limit = rate_limit
+
+
+def _limits_in(lambda_context: dict[str, Any]) -> tuple[str, RateLimits] | None:
+    credential = lambda_context.get(CREDENTIAL_CONTEXT_KEY)
+    general, compute = (
+        lambda_context.get(RATE_LIMIT_CONTEXT_KEY),
+        lambda_context.get(COMPUTE_RATE_LIMIT_CONTEXT_KEY),
+    )
+    if not credential or not general or not compute:
+        return None
+    return str(credential), RateLimits(int(general), int(compute))
+
+
+def caller_limits(app: APIGatewayHttpResolver) -> tuple[str, RateLimits] | None:
+    """The caller's credential and its project's limits, as the authorizer resolved them (None: a context
+    without them, e.g. an authorizer decision cached before they existed; such a request is not limited)."""
+    return _limits_in(app.current_event.request_context.authorizer.get_lambda or {})
+
+
+# The decision on the request being handled, taken by `entrypoint` before the resolver sees the event and
+# applied by the `rate_limited` middleware (a context variable: per thread, per invocation).
+_decision: ContextVar[LimitDecision | RateLimited | None] = ContextVar("rate_limit_decision", default=None)
+
+
+def _take_tokens(event: dict[str, Any], kind: str | None) -> LimitDecision | RateLimited | None:
+    lambda_context = ((event.get("requestContext") or {}).get("authorizer") or {}).get("lambda") or {}
+    project_id, caller, limiter = lambda_context.get(PROJECT_CONTEXT_KEY), _limits_in(lambda_context), None
+    if kind is not None and project_id and caller is not None:
+        limiter = rate_limiter()
+    if limiter is None or caller is None:
+        return None
+    try:
+        return limiter.check(str(project_id), caller[0], caller[1], compute=kind == COMPUTE)
+    except RateLimited as refused:
+        return refused
+
+
+def rate_limited(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
+    """After the principal check: a refused request is 429 (RateLimited, mapped below) and runs nothing;
+    an allowed one's response carries the RateLimit-* headers."""
+    decision = _decision.get()
+    if isinstance(decision, RateLimited):
+        raise decision
+    response = next_middleware(app)
+    if decision is not None:
+        response.headers.update(decision.headers())
+    return response
+
+
+def build_app(reject: Reject | None = None, *, rate_limit: str | None = GENERAL) -> RouteApp:
+    app = RouteApp(rate_limit)
+    middlewares = [principal_required(reject) if reject else principal_required()]
+    if rate_limit is not None:
+        middlewares.append(rate_limited)
+    app.use(middlewares=middlewares)
 
     @app.exception_handler(DomainError)
     def _domain_error(error: DomainError) -> Response:
         status = next((code for kind, code in STATUS.items() if isinstance(error, kind)), 500)
-        return error_response(status, error.code, error.message, error.details)
+        headers = error.headers if isinstance(error, RateLimited) else None
+        return error_response(status, error.code, error.message, error.details, headers)
 
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response:
@@ -207,13 +293,24 @@ def validate(model: type[M], data: dict[str, Any], *, location: str) -> M:
 
 
 def entrypoint(app: APIGatewayHttpResolver) -> Callable[[dict, LambdaContext], dict]:
-    """The Lambda handler for a route function: logging context, metrics, (optional) SDK tracing, then
-    the resolver."""
+    """The Lambda handler for a route function: logging context, metrics, (optional) SDK tracing, the
+    rate limiter's one Redis call, then the resolver.
+
+    The limiter is asked here, before the resolver takes the event, because Powertools keeps the current
+    event on the resolver *class* (BaseRouter.current_event), shared by every resolver of a process: on
+    Lambda one invocation at a time, but the in-process test invoker runs concurrent invocations in
+    threads, and I/O between the resolver taking an event and the handler reading it would let another
+    thread's event in."""
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
     @traced
     @metrics.log_metrics
     def handler(event: dict, context: LambdaContext) -> dict:
-        return app.resolve(event, context)
+        kind = app.rate_limit if isinstance(app, RouteApp) else None
+        taken = _decision.set(_take_tokens(event, kind))
+        try:
+            return app.resolve(event, context)
+        finally:
+            _decision.reset(taken)
 
     return handler

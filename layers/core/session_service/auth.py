@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 # The authorizer's context: the caller's project, and for a session token the only session it may reach.
 PROJECT_CONTEXT_KEY = "project_id"
 TOKEN_SESSION_CONTEXT_KEY = "token_session_id"  # noqa: S105 - a context key, not a secret
+# ...and what the routes' rate limiter needs: the credential (its buckets) and the project's limits.
+CREDENTIAL_CONTEXT_KEY = "credential"
+RATE_LIMIT_CONTEXT_KEY = "rate_limit_per_minute"
+COMPUTE_RATE_LIMIT_CONTEXT_KEY = "compute_rate_limit_per_minute"
 
 KEY_FORMAT = re.compile(r"^ssk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 
@@ -37,6 +41,7 @@ def generate_key() -> tuple[str, str]:
     return key_id, f"ssk_{key_id}_{secrets.token_urlsafe(32)}"
 
 
+MAX_RATE_LIMIT_PER_MINUTE = 1_000_000
 BEARER = re.compile(r"^Bearer\s+(\S+)$", re.IGNORECASE)
 
 
@@ -50,7 +55,8 @@ class Authenticator:
     def principal_for(self, api_key: str | None, authorization: str | None) -> Principal:
         """An `x-api-key` wins when both are sent; `Authorization: Bearer sst_...` is a session token."""
         if api_key:
-            return Principal(project_id=self.project_for(api_key))
+            record = self.key_record(api_key)
+            return Principal(project_id=record.project_id, credential=f"key:{record.key_id}")
         bearer = BEARER.match(authorization or "")
         if bearer and self._tokens is not None:
             return self._tokens.principal_for(bearer.group(1))
@@ -58,6 +64,9 @@ class Authenticator:
 
     def project_for(self, api_key: str | None) -> str:
         """The project a key belongs to; Unauthorized for a missing, malformed, unknown or revoked key."""
+        return self.key_record(api_key).project_id
+
+    def key_record(self, api_key: str | None) -> ApiKeyRecord:
         if not api_key or not KEY_FORMAT.match(api_key):
             raise Unauthorized("missing or malformed API key")
         presented = hash_key(api_key)
@@ -67,7 +76,7 @@ class Authenticator:
             raise Unauthorized("unknown API key")
         if record.is_revoked:
             raise Unauthorized("revoked API key")
-        return record.project_id
+        return record
 
 
 class Admin:
@@ -100,6 +109,17 @@ class Admin:
 
     def list_keys(self, project_id: str) -> list[ApiKeyRecord]:
         return self._keys.list_for_project(project_id)
+
+    def set_limits(self, project_id: str, per_minute: int | None, compute_per_minute: int | None) -> Project:
+        """The project's own rate limits in requests a minute; None restores the stack's default."""
+        for value in (per_minute, compute_per_minute):
+            if value is not None and not 1 <= value <= MAX_RATE_LIMIT_PER_MINUTE:
+                raise ValidationFailed(f"a rate limit is 1..{MAX_RATE_LIMIT_PER_MINUTE} requests a minute")
+        if not self._projects.set_limits(project_id, per_minute, compute_per_minute):
+            raise NotFound(f"no project {project_id}")
+        project = self._projects.get(project_id)
+        assert project is not None
+        return project
 
     def revoke_key(self, project_id: str, key_id: str) -> None:
         if not self._keys.revoke(project_id, key_id, clock.utc_now_iso()):

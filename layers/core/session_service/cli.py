@@ -1,4 +1,4 @@
-"""`session-admin`: create projects, issue (print once), list and revoke API keys.
+"""`session-admin`: create projects, issue (print once), list and revoke API keys, set a project's limits.
 
 Targets, in order of precedence:
   --stack NAME      a deployed stack (table names from its outputs; AWS credentials from your profile)
@@ -57,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     issue.add_argument("project_id")
     listing = commands.add_parser("list-keys", help="list a project's keys (ids only)")
     listing.add_argument("project_id")
+    limits = commands.add_parser(
+        "set-limits",
+        help="set a project's own rate limits (requests a minute per API key or session token); "
+        "an option left out restores the stack's default",
+    )
+    limits.add_argument("project_id")
+    limits.add_argument("--per-minute", type=int, help="every request (the general bucket)")
+    limits.add_argument("--compute-per-minute", type=int, help="execute, tool calls, MCP tools/call")
     revoke = commands.add_parser("revoke-key", help="revoke a key by its id")
     revoke.add_argument("project_id")
     revoke.add_argument("key_id")
@@ -92,6 +100,17 @@ def main(argv: list[str] | None = None) -> int:
                         }
                     )
                 )
+        elif args.command == "set-limits":
+            project = admin.set_limits(args.project_id, args.per_minute, args.compute_per_minute)
+            print(
+                json.dumps(
+                    {
+                        "project_id": project.project_id,
+                        "rate_limit_per_minute": project.rate_limit_per_minute,
+                        "compute_rate_limit_per_minute": project.compute_rate_limit_per_minute,
+                    }
+                )
+            )
         elif args.command == "revoke-key":
             admin.revoke_key(args.project_id, args.key_id)
             print(json.dumps({"key_id": args.key_id, "revoked": True}))

@@ -44,6 +44,28 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class RateLimited(DomainError):
+    """The caller's token bucket is empty (session_service.limits); `headers` say when to come back."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, headers: dict[str, str]) -> None:
+        super().__init__(message)
+        self.headers = headers
+
+
+class IdempotencyKeyReused(DomainError):
+    """An Idempotency-Key seen before with a different request (body or path)."""
+
+    code = "idempotency_key_reused"
+
+
+class IdempotencyInProgress(DomainError):
+    """An Idempotency-Key whose first request is still running."""
+
+    code = "idempotency_in_progress"
+
+
 class DependencyUnavailable(DomainError):
     """A backing service the request cannot do without (DynamoDB) did not answer."""
 

@@ -71,3 +71,13 @@ def catalog_version_partition(project_id: str, copy: int) -> str:
     """One of the copies of a project's tool-catalog version: every tool call reads one (strongly
     consistent), so they are spread; a catalog change moves them all in one transaction."""
     return f"{project_id}#catalog#{copy}"
+
+
+def project_key_partition(project_id: str) -> str:
+    """A project's key in the keys table: read once per process every few minutes (content_keys caches it)."""
+    return f"project#{project_id}"
+
+
+def session_key_partition(project_id: str, session_id: str) -> str:
+    """A session's key in the keys table: its own partition."""
+    return f"session#{project_id}#{session_id}"

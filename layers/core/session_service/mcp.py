@@ -20,17 +20,28 @@ drops the connection on any other status but 202 and 404); in 2026-07-28 a reque
 (bad headers or _meta, an unsupported version) is 400, as that revision specifies. Deviation: an unknown
 method is HTTP 200 with -32601 in every version (2026-07-28 says 404), because a 404 must only ever mean
 "this session is gone".
+
+Rate limits: each request takes a token from its credential's bucket, a tools/call also from the tighter
+compute bucket (session_service.limits); a refusal is a JSON-RPC error -32029 with Retry-After.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from session_service.errors import DependencyUnavailable, NotFound, SandboxUnavailable, ValidationFailed
+from session_service.errors import (
+    DependencyUnavailable,
+    NotFound,
+    RateLimited,
+    SandboxUnavailable,
+    ValidationFailed,
+)
+from session_service.limits import RateLimiter, RateLimits
 from session_service.models import Tool
 from session_service.tools import ToolRouter
 
@@ -55,6 +66,7 @@ PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL = (
     -32603,
 )
 SESSION_NOT_FOUND = -32001
+RATE_LIMITED = -32029  # server-defined (the spec has no code for it); data: {"code", "retryAfter"}
 HEADER_MISMATCH, UNSUPPORTED_VERSION = -32020, -32022
 
 
@@ -86,10 +98,56 @@ def session_gone(request_id: Any = None) -> McpReply:
 
 
 class McpEndpoint:
-    def __init__(self, router: ToolRouter) -> None:
+    def __init__(self, router: ToolRouter, limiter: RateLimiter | None = None) -> None:
         self._router = router
+        self._limiter = limiter
 
     def handle(
+        self,
+        project_id: str,
+        session_id: str,
+        method: str,
+        headers: dict[str, str],
+        body: str | None,
+        caller: tuple[str, RateLimits] | None = None,
+    ) -> McpReply:
+        """`caller`: the credential and its limits. Every POST takes a token from the general bucket, a
+        tools/call also from the compute bucket (one limiter call per request, as on the REST routes)."""
+        message: dict[str, Any] | None = None
+        if method == "POST":
+            with contextlib.suppress(McpError):  # answered below: a malformed request costs a token too
+                message = self._message(body)
+        refusal, limit_headers = self._limit(project_id, caller, headers, message)
+        if refusal is not None:
+            return refusal
+        reply = self._handle(project_id, session_id, method, headers, body)
+        reply.headers.update(limit_headers)
+        return reply
+
+    def _limit(
+        self,
+        project_id: str,
+        caller: tuple[str, RateLimits] | None,
+        headers: dict[str, str],
+        message: dict[str, Any] | None,
+    ) -> tuple[McpReply | None, dict[str, str]]:
+        """Over the limit: a JSON-RPC error with Retry-After, at HTTP 429 in 2026-07-28; in the handshake
+        versions at HTTP 200 like every JSON-RPC error there (the official 1.x client ends its session on
+        any other status), so an agent's call fails and its session carries on."""
+        if self._limiter is None or caller is None:
+            return None, {}
+        compute = message is not None and message.get("method") == "tools/call"
+        try:
+            decision = self._limiter.check(project_id, caller[0], caller[1], compute=compute)
+        except RateLimited as limited:
+            status = 429 if headers.get("mcp-protocol-version") == MODERN_VERSION else 200
+            data = {"code": limited.code, "retryAfter": int(limited.headers["Retry-After"])}
+            request_id = message.get("id") if message is not None else None
+            body = error_body(request_id, RATE_LIMITED, limited.message, data)
+            return McpReply(status, body, dict(limited.headers)), {}
+        return None, decision.headers() if decision is not None else {}
+
+    def _handle(
         self, project_id: str, session_id: str, method: str, headers: dict[str, str], body: str | None
     ) -> McpReply:
         if method != "POST":

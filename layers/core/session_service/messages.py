@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 
 from session_service import clock, ids
 from session_service.activity import record_activity
+from session_service.content_keys import KeyDestroyed, PlainContent
 from session_service.errors import NotFound, PayloadTooLarge
 from session_service.models import (
     MAX_MESSAGE_CONTENT_BYTES,
@@ -21,7 +23,7 @@ from session_service.models import (
     Message,
     Session,
 )
-from session_service.ports import MessageStore, SessionStore
+from session_service.ports import ContentCipher, MessageStore, SessionStore
 
 
 def new_message_id() -> str:
@@ -34,11 +36,13 @@ class MessageService:
         sessions: SessionStore,
         messages: MessageStore,
         *,
+        cipher: ContentCipher | None = None,
         new_id: Callable[[], str] = new_message_id,
         now: Callable[[], str] = clock.utc_now_iso,
     ) -> None:
         self._sessions = sessions
         self._messages = messages
+        self._cipher: ContentCipher = cipher if cipher is not None else PlainContent()
         self._new_id = new_id
         self._now = now
 
@@ -48,29 +52,46 @@ class MessageService:
         if size > MAX_MESSAGE_CONTENT_BYTES:
             raise PayloadTooLarge(f"content is {size} bytes serialized; at most {MAX_MESSAGE_CONTENT_BYTES}")
         session = self._live(project_id, session_id)
+        message_id = self._new_id()
+        try:
+            sealed = self._cipher.seal(project_id, session_id, f"message:{message_id}", request.content)
+        except KeyDestroyed as error:
+            raise NotFound("session not found") from error
         message, created = self._messages.append(
-            project_id,
-            session_id,
-            request.content,
-            request.local_id,
-            message_id=self._new_id(),
-            at=self._now(),
+            project_id, session_id, sealed, request.local_id, message_id=message_id, at=self._now()
         )
         if created:
             record_activity(self._sessions, session)
-        return message, created
+            return replace(message, content=request.content, sealed_content=None), True
+        return self._open(message), False
 
     def page(
         self, project_id: str, session_id: str, params: ListMessagesParams
     ) -> tuple[list[Message], bool]:
         self._live(project_id, session_id)
-        return self._messages.page(
+        messages, more = self._messages.page(
             project_id,
             session_id,
             after_seq=params.after_seq,
             before_seq=params.before_seq,
             limit=params.limit,
         )
+        return [self._open(message) for message in messages], more
+
+    def _open(self, message: Message) -> Message:
+        """NotFound when the session's key is gone (torn down, or a restored backup of a torn-down one)."""
+        if message.sealed_content is None:
+            return message
+        try:
+            content = self._cipher.open(
+                message.project_id,
+                message.session_id,
+                f"message:{message.message_id}",
+                message.sealed_content,
+            )
+        except KeyDestroyed as error:
+            raise NotFound("session not found") from error
+        return replace(message, content=content, sealed_content=None)
 
     def _live(self, project_id: str, session_id: str) -> Session:
         session = self._sessions.get(project_id, session_id) if ids.is_session_id(session_id) else None

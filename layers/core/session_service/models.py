@@ -6,10 +6,21 @@ executed against: a silently coerced or dropped field is worse than a clear 422.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_LIST_LIMIT = 200
@@ -18,6 +29,31 @@ DEFAULT_LIST_LIMIT = 50
 UserId = Annotated[StrictStr, Field(min_length=1, max_length=128)]
 Tag = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]*$")]
 JsonObject = dict[str, Any]
+MAX_DATA_ENCRYPTION_KEY_BYTES = 1024
+
+
+def _base64_key(value: str) -> str:
+    """A client's data encryption key: standard base64 of at most 1 KiB, kept exactly as given."""
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise ValueError("must be standard base64") from error
+    if not raw or len(raw) > MAX_DATA_ENCRYPTION_KEY_BYTES:
+        raise ValueError(f"must decode to 1..{MAX_DATA_ENCRYPTION_KEY_BYTES} bytes")
+    return value
+
+
+_B64 = "[A-Za-z0-9+/]"
+# _base64_key as a pattern, for the OpenAPI document (standard base64, padded, 1..1024 bytes decoded).
+BASE64_KEY_PATTERN = (
+    rf"^(?:{_B64}{{4}}){{0,340}}(?:{_B64}{{4}}|{_B64}{{3}}=|{_B64}{{2}}==)$"  # up to 1023 bytes
+    rf"|^(?:{_B64}{{4}}){{341}}{_B64}{{2}}==$"  # exactly 1024
+)
+DataEncryptionKey = Annotated[
+    StrictStr,
+    Field(min_length=4, max_length=1368, json_schema_extra={"pattern": BASE64_KEY_PATTERN}),
+    AfterValidator(_base64_key),
+]
 
 
 def _integral(value: Any) -> Any:
@@ -38,7 +74,8 @@ class Session:
     user_id: str
     tag: str | None
     config: JsonObject
-    metadata: JsonObject
+    # None while sealed: the store returns `sealed_metadata`, and the service opens it before serving.
+    metadata: JsonObject | None
     version: int
     created_at: str
     updated_at: str
@@ -49,6 +86,12 @@ class Session:
     sandbox_id: str | None = None
     last_active_at: str | None = None
     messages_purged: int = 0
+    # The client's own key for its end-to-end encrypted content (opaque, never interpreted); None while
+    # sealed or when the client gave none.
+    data_encryption_key: str | None = None
+    sealed_metadata: bytes | None = None
+    sealed_data_key: bytes | None = None
+    key_destroyed_at: str | None = None
 
     @property
     def is_deleted(self) -> bool:
@@ -60,19 +103,22 @@ class Session:
         A deleted session (only ever listed, never served) is a tombstone: its content is purged by
         teardown, so it shows when it was deleted and how far teardown got instead.
         """
+        if self.metadata is None and self.deleted_at is None:
+            raise RuntimeError("the session's content is still sealed: the service opens it before serving")
         body: dict[str, Any] = {
             "id": self.session_id,
             "user_id": self.user_id,
             "tag": self.tag,
             "config": self.config,
             "metadata": self.metadata,
+            "data_encryption_key": self.data_encryption_key,
             "version": self.version,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "last_active_at": self.last_active_at,
         }
         if self.deleted_at is not None:
-            del body["config"], body["metadata"]
+            del body["config"], body["metadata"], body["data_encryption_key"]
             body["deleted"] = True
             body["deleted_at"] = self.deleted_at
             body["teardown"] = {
@@ -80,6 +126,7 @@ class Session:
                 "completed_at": self.teardown_completed_at,
                 "sandboxes_killed": self.sandboxes_killed,
                 "messages_purged": self.messages_purged,
+                "key_destroyed_at": self.key_destroyed_at,
             }
         return body
 
@@ -228,6 +275,28 @@ class Project:
     project_id: str
     name: str
     created_at: str
+    # The project's own rate limits (session-admin set-limits); None: the stack's defaults.
+    rate_limit_per_minute: int | None = None
+    compute_rate_limit_per_minute: int | None = None
+
+
+@dataclass(frozen=True)
+class BucketLevel:
+    """A token bucket after a request: whole tokens left, and milliseconds until the next token and until
+    the bucket is full again."""
+
+    limit: int
+    remaining: int
+    ms_to_next: int
+    ms_to_full: int
+
+
+@dataclass(frozen=True)
+class BucketTake:
+    """The outcome of one atomic take: allowed only if every bucket had a token (then each gave one)."""
+
+    allowed: bool
+    levels: list[BucketLevel]
 
 
 @dataclass(frozen=True)
@@ -257,6 +326,7 @@ class CreateSessionRequest(BaseModel):
     tag: Tag | None = None
     config: JsonObject = Field(default_factory=dict)
     metadata: JsonObject = Field(default_factory=dict)
+    data_encryption_key: DataEncryptionKey | None = None
 
 
 class UpdateSessionRequest(BaseModel):
@@ -344,6 +414,8 @@ class Principal:
 
     project_id: str
     session_id: str | None = None  # set for a session token: the only session it may reach
+    # Which credential it is ("key:<key_id>" or "token:<token_id>"; ids are public): its rate-limit buckets.
+    credential: str = ""
 
 
 # --- tools ------------------------------------------------------------------------------------------------
@@ -507,11 +579,14 @@ class Message:
     session_id: str
     message_id: str
     seq: int
-    content: Any
+    content: Any  # any JSON value (an opaque string for client-side encrypted content); None while sealed
     created_at: str
     local_id: str | None = None
+    sealed_content: bytes | None = None
 
     def to_api(self) -> dict[str, Any]:
+        if self.sealed_content is not None:
+            raise RuntimeError("the message is still sealed: the service opens it before serving")
         return {
             "id": self.message_id,
             "seq": self.seq,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from session_service.models import (
     ApiKeyRecord,
+    BucketTake,
     CommandResult,
     FeedConnection,
     FileContent,
@@ -29,8 +31,10 @@ if TYPE_CHECKING:
 class SessionStore(Protocol):
     def get(self, project_id: str, session_id: str) -> Session | None: ...
 
-    def create(self, session: Session, *, replaces_tag_owner: str | None = None) -> None:
-        """Store a new session (and its first config-history entry) atomically.
+    def create(
+        self, session: Session, *, replaces_tag_owner: str | None = None, wrapped_key: bytes | None = None
+    ) -> None:
+        """Store a new session (its first config-history entry, and its wrapped content key) atomically.
 
         With a tag, the tag claim is taken in the same transaction: absent, or still pointing at
         `replaces_tag_owner` (a dead owner). Raises TagTaken when the claim is not as expected.
@@ -55,6 +59,9 @@ class SessionStore(Protocol):
         self, project_id: str, session_id: str, *, killed: int, done_at: str | None, messages_purged: int = 0
     ) -> None:
         """Add to the session's counts; with `done_at`, mark teardown done and purge the content."""
+
+    def record_key_destroyed(self, project_id: str, session_id: str, at: str) -> None:
+        """Record (once) that teardown destroyed the session's content key."""
 
     def touch_activity(self, project_id: str, session_id: str, at: str, not_since: str) -> None:
         """Record activity at `at` unless recorded at or after `not_since`; never on a deleted session."""
@@ -199,14 +206,14 @@ class MessageStore(Protocol):
         self,
         project_id: str,
         session_id: str,
-        content: Any,
+        sealed_content: bytes,
         local_id: str | None,
         *,
         message_id: str,
         at: str,
     ) -> tuple[Message, bool]:
         """Append with the next seq, unless `local_id` was seen: then (the original, False). Only while the
-        session is live (one transaction with a check on it): NotFound otherwise."""
+        session is live (one transaction with a check on it): NotFound otherwise. Returned sealed."""
 
     def page(
         self, project_id: str, session_id: str, *, after_seq: int | None, before_seq: int | None, limit: int
@@ -264,3 +271,55 @@ class ProjectStore(Protocol):
     def create(self, project: Project) -> None: ...
 
     def get(self, project_id: str) -> Project | None: ...
+
+    def set_limits(self, project_id: str, per_minute: int | None, compute_per_minute: int | None) -> bool:
+        """Replace the project's own rate limits (None: the stack's default); False if no such project."""
+
+
+class ContentKeyStore(Protocol):
+    """The keys table (no point-in-time recovery, no backups): project keys wrapped by KMS, session keys
+    wrapped by their project's key. A session's key is written in its create transaction (SessionStore)."""
+
+    def project_key(self, project_id: str) -> bytes | None: ...
+
+    def add_project_key(self, project_id: str, wrapped: bytes) -> bool:
+        """Store the project's first key; False when another process stored one first."""
+
+    def session_keys(self, project_id: str, session_ids: list[str]) -> dict[str, bytes]:
+        """The wrapped keys of those sessions that have one (strongly consistent)."""
+
+    def destroy_session_key(self, project_id: str, session_id: str) -> None:
+        """Delete the session's key; nothing happens if it is already gone."""
+
+
+class MasterKey(Protocol):
+    """The stack's KMS key: makes and unwraps project keys (the project id is the encryption context)."""
+
+    def generate(self, project_id: str) -> tuple[bytes, bytes]:
+        """(plaintext, wrapped) of a new 256-bit key. Raises DependencyUnavailable."""
+
+    def unwrap(self, wrapped: bytes, project_id: str) -> bytes:
+        """Raises DependencyUnavailable."""
+
+
+class ContentCipher(Protocol):
+    """Seals and opens a session's content (session_service.content_keys)."""
+
+    encrypted: bool
+
+    def new_session_key(self, project_id: str, session_id: str) -> bytes | None: ...
+
+    def preload(self, project_id: str, session_ids: Iterable[str]) -> None: ...
+
+    def seal(self, project_id: str, session_id: str, purpose: str, value: Any) -> bytes: ...
+
+    def open(self, project_id: str, session_id: str, purpose: str, sealed: bytes) -> Any:
+        """Raises KeyDestroyed or ContentUnreadable."""
+
+
+class TokenBuckets(Protocol):
+    """Token buckets, each refilled continuously to `limit` a minute, updated atomically in one call."""
+
+    def take(self, project_id: str, credential: str, buckets: list[tuple[str, int]]) -> BucketTake | None:
+        """One token from every bucket `(name, limit per minute)` of the credential, or from none of them
+        when any is empty. None when the store could not answer (the caller fails open)."""

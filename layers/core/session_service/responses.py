@@ -50,6 +50,7 @@ class Session(TypedDict):
     tag: str | None
     config: JsonObject
     metadata: JsonObject
+    data_encryption_key: str | None  # the client's own key, as it gave it (stored sealed)
     version: int
     created_at: str
     updated_at: str
@@ -61,6 +62,7 @@ class Teardown(TypedDict):
     completed_at: str | None
     sandboxes_killed: int
     messages_purged: int
+    key_destroyed_at: str | None  # the session's content key destroyed (crypto-shredding)
 
 
 class DeletedSession(TypedDict):

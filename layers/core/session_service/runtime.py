@@ -12,18 +12,23 @@ from typing import TYPE_CHECKING
 from session_service.settings import Settings
 
 if TYPE_CHECKING:
+    import redis
+
     from session_service.adapters.dynamodb.connections import DynamoConnectionStore
+    from session_service.adapters.dynamodb.content_keys import DynamoContentKeyStore
     from session_service.adapters.dynamodb.messages import DynamoMessageStore
     from session_service.adapters.dynamodb.sessions import DynamoSessionStore
     from session_service.adapters.dynamodb.tables import Tables
     from session_service.adapters.dynamodb.tokens import DynamoTokenStore
     from session_service.adapters.dynamodb.tools import DynamoToolStore
+    from session_service.adapters.idempotency import PowertoolsIdempotency
     from session_service.auth import Admin, Authenticator
     from session_service.cache_sync import CacheSync
     from session_service.feed import FeedConnections, Notifier
+    from session_service.limits import ProjectLimits, RateLimiter
     from session_service.mcp import McpEndpoint
     from session_service.messages import MessageService
-    from session_service.ports import ResponseCache, SandboxProvider, TeardownQueue
+    from session_service.ports import ContentCipher, ResponseCache, SandboxProvider, TeardownQueue
     from session_service.service import SessionService
     from session_service.teardown import Sweeper, Teardown
     from session_service.tokens import TokenService
@@ -42,6 +47,45 @@ class Container:
         return Tables(self.settings)
 
     @cached_property
+    def redis(self) -> redis.Redis:
+        """One client (one connection pool) for the response cache and the rate limiter."""
+        from session_service.adapters.redis_cache import redis_client
+
+        return redis_client(self.settings)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter | None:
+        """None where no Redis is configured (a function outside the HTTP API's routes)."""
+        if not self.settings.cache_enabled:
+            return None
+        from session_service.adapters.redis_limits import RedisTokenBuckets
+        from session_service.limits import RateLimiter
+
+        return RateLimiter(RedisTokenBuckets(self.settings, self.redis))
+
+    @cached_property
+    def project_limits(self) -> ProjectLimits:
+        from session_service.limits import ProjectLimits, RateLimits
+
+        projects = None
+        if self.settings.projects_table:
+            from session_service.adapters.dynamodb.projects import DynamoProjectStore
+
+            projects = DynamoProjectStore(self.tables)
+        defaults = RateLimits(
+            self.settings.rate_limit_per_minute, self.settings.compute_rate_limit_per_minute
+        )
+        return ProjectLimits(projects, defaults, ttl_seconds=self.settings.project_limits_ttl_seconds)
+
+    @cached_property
+    def idempotency(self) -> PowertoolsIdempotency:
+        """Imported only when a request carries an Idempotency-Key (Powertools' utility and a boto3 client
+        are cold-start cost the other requests do not pay)."""
+        from session_service.adapters.idempotency import PowertoolsIdempotency
+
+        return PowertoolsIdempotency(self.settings)
+
+    @cached_property
     def cache(self) -> ResponseCache:
         if not self.settings.cache_enabled:
             from session_service.adapters.redis_cache import NoCache
@@ -58,7 +102,7 @@ class Container:
             refresh_seconds=settings.cache_epoch_refresh_seconds,
             margin_ms=settings.cache_epoch_margin_ms,
         )
-        return RedisResponseCache(settings, epoch)
+        return RedisResponseCache(settings, epoch, client=self.redis)
 
     @cached_property
     def cache_sync(self) -> CacheSync:
@@ -72,6 +116,31 @@ class Container:
         from session_service.adapters.dynamodb.sessions import DynamoSessionStore
 
         return DynamoSessionStore(self.tables)
+
+    @cached_property
+    def content_key_store(self) -> DynamoContentKeyStore:
+        from session_service.adapters.dynamodb.content_keys import DynamoContentKeyStore
+
+        return DynamoContentKeyStore(self.tables)
+
+    @cached_property
+    def cipher(self) -> ContentCipher:
+        """Content sealed under per-session keys whenever the template configures them (it always does)."""
+        settings = self.settings
+        if not settings.keys_table and not settings.content_key_id:
+            from session_service.content_keys import PlainContent
+
+            return PlainContent()
+        if not (settings.keys_table and settings.content_key_id):
+            raise RuntimeError("KEYS_TABLE and CONTENT_KEY_ID are configured together or not at all")
+        from session_service.adapters.kms import KmsMasterKey
+        from session_service.content_keys import ContentKeys
+
+        return ContentKeys(
+            self.content_key_store,
+            KmsMasterKey(settings),
+            cache_seconds=settings.content_key_cache_seconds,
+        )
 
     @cached_property
     def queue(self) -> TeardownQueue:
@@ -102,7 +171,11 @@ class Container:
 
         queue = self.queue if self.settings.teardown_queue_url else None
         return SessionService(
-            self.store, self.cache, queue, tombstone_retention_days=self.settings.tombstone_retention_days
+            self.store,
+            self.cache,
+            queue,
+            cipher=self.cipher,
+            tombstone_retention_days=self.settings.tombstone_retention_days,
         )
 
     @cached_property
@@ -115,6 +188,7 @@ class Container:
             self.queue,
             self.token_store if self.settings.tokens_table else None,
             self.message_store if self.settings.messages_table else None,
+            self.content_key_store if self.settings.keys_table else None,
             max_sandboxes_per_run=self.settings.teardown_max_sandboxes_per_run,
             kill_concurrency=self.settings.teardown_kill_concurrency,
         )
@@ -159,7 +233,7 @@ class Container:
     def messages(self) -> MessageService:
         from session_service.messages import MessageService
 
-        return MessageService(self.store, self.message_store)
+        return MessageService(self.store, self.message_store, cipher=self.cipher)
 
     @cached_property
     def connection_store(self) -> DynamoConnectionStore:
@@ -189,7 +263,7 @@ class Container:
     def mcp(self) -> McpEndpoint:
         from session_service.mcp import McpEndpoint
 
-        return McpEndpoint(self.tool_router)
+        return McpEndpoint(self.tool_router, self.rate_limiter)
 
     @cached_property
     def sweeper(self) -> Sweeper:
@@ -226,7 +300,7 @@ class Container:
         return Admin(DynamoProjectStore(self.tables), DynamoKeyStore(self.tables))
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=64)  # one per function where one process runs them all (Settings.function_name)
 def container_for(settings: Settings) -> Container:
     return Container(settings)
 
@@ -289,3 +363,15 @@ def feed_connections() -> FeedConnections:
 
 def notifier() -> Notifier:
     return container().notifier
+
+
+def rate_limiter() -> RateLimiter | None:
+    return container().rate_limiter
+
+
+def project_limits() -> ProjectLimits:
+    return container().project_limits
+
+
+def idempotency() -> PowertoolsIdempotency:
+    return container().idempotency

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable
 
 from session_service import activity, clock, ids
+from session_service.content_keys import KeyDestroyed, PlainContent
 from session_service.errors import (
     Conflict,
     NotFound,
@@ -24,7 +25,7 @@ from session_service.models import (
     UpdateSessionRequest,
 )
 from session_service.observability import annotate, count
-from session_service.ports import ResponseCache, SessionStore, TeardownQueue
+from session_service.ports import ContentCipher, ResponseCache, SessionStore, TeardownQueue
 
 # Optimistic retries for races that a re-read resolves (a tag claim changing hands, a concurrent PATCH).
 _MAX_ATTEMPTS = 5
@@ -37,6 +38,7 @@ class SessionService:
         cache: ResponseCache,
         queue: TeardownQueue | None = None,
         *,
+        cipher: ContentCipher | None = None,
         tombstone_retention_days: int = 30,
         new_id: Callable[[], str] = ids.new_session_id,
         now: Callable[[], str] = clock.utc_now_iso,
@@ -44,6 +46,7 @@ class SessionService:
         self._store = store
         self._cache = cache
         self._queue = queue
+        self._cipher: ContentCipher = cipher if cipher is not None else PlainContent()
         self._retention_seconds = tombstone_retention_days * 86_400
         self._new_id = new_id
         self._now = now
@@ -61,22 +64,33 @@ class SessionService:
                 if owner_id is not None:
                     owner = self._store.get(project_id, owner_id)
                     if owner is not None and not owner.is_deleted:
-                        return owner, False
+                        try:
+                            return self._open(owner), False
+                        except NotFound:
+                            pass  # its key is gone (a backup restored after teardown): as good as deleted
                     dead_owner = owner_id
             at = self._now()
+            session_id = self._new_id()
+            wrapped_key = self._cipher.new_session_key(project_id, session_id)
+            dek = request.data_encryption_key
             session = Session(
                 project_id=project_id,
-                session_id=self._new_id(),
+                session_id=session_id,
                 user_id=request.user_id,
                 tag=request.tag,
                 config=request.config,
                 metadata=request.metadata,
+                data_encryption_key=dek,
+                sealed_metadata=self._cipher.seal(project_id, session_id, "metadata", request.metadata),
+                sealed_data_key=None
+                if dek is None
+                else self._cipher.seal(project_id, session_id, "data_encryption_key", dek),
                 version=1,
                 created_at=at,
                 updated_at=at,
             )
             try:
-                self._store.create(session, replaces_tag_owner=dead_owner)
+                self._store.create(session, replaces_tag_owner=dead_owner, wrapped_key=wrapped_key)
             except TagTaken:
                 continue
             return session, True
@@ -116,7 +130,16 @@ class SessionService:
             include_deleted=params.include_deleted or since is not None,
             active_since=activity.active_since() if params.active else None,
         )
-        return self._store.list(project_id, query)
+        page = self._store.list(project_id, query)
+        live = [session for session in page.items if not session.is_deleted]
+        self._cipher.preload(project_id, (session.session_id for session in live))
+        items = []
+        for session in page.items:
+            try:
+                items.append(self._open(session))
+            except NotFound:
+                continue  # deleted (its key destroyed) between the Query and now
+        return Page(items=items, next_cursor=page.next_cursor)
 
     def delete(self, project_id: str, session_id: str) -> Tombstone:
         """Tombstone the session: one conditional write, then the cache tombstone and the enqueue.
@@ -160,6 +183,9 @@ class SessionService:
                 changes["config"] = request.config
             if request.metadata is not None:
                 changes["metadata"] = request.metadata
+                changes["sealed_metadata"] = self._cipher.seal(
+                    project_id, session_id, "metadata", request.metadata
+                )
             updated = current.evolve(**changes)
             try:
                 self._store.update(
@@ -178,4 +204,24 @@ class SessionService:
         if session.is_deleted:
             self._cache.remember_deleted(project_id, session_id)
             raise NotFound("session not found")
-        return session
+        return self._open(session)
+
+    def _open(self, session: Session) -> Session:
+        """The session with its sealed fields opened. NotFound when its key is gone (torn down)."""
+        if session.is_deleted:
+            return session
+        project_id, session_id = session.project_id, session.session_id
+        try:
+            metadata = (
+                {}
+                if session.sealed_metadata is None
+                else self._cipher.open(project_id, session_id, "metadata", session.sealed_metadata)
+            )
+            dek = (
+                None
+                if session.sealed_data_key is None
+                else self._cipher.open(project_id, session_id, "data_encryption_key", session.sealed_data_key)
+            )
+        except KeyDestroyed as error:
+            raise NotFound("session not found") from error
+        return session.evolve(metadata=metadata, data_encryption_key=dek)

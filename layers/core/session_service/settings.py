@@ -19,6 +19,9 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, defer_build=True)
 
     region: str = "us-east-1"
+    # Part of the configuration's identity: in the cloud each function is its own process; where one process
+    # runs several (the local stack, the tests), each still gets its own clients and key caches.
+    function_name: str = ""
     aws_endpoint_url: str | None = None
 
     sessions_table: str = ""
@@ -29,6 +32,11 @@ class Settings(BaseModel):
     tools_table: str = ""
     messages_table: str = ""
     connections_table: str = ""
+    # Per-session content keys (session_service.content_keys): the keys table and the stack's KMS key. Both
+    # set: content is sealed. Neither (code run outside the template): stored plain, format 0.
+    keys_table: str = ""
+    content_key_id: str | None = None
+    content_key_cache_seconds: Annotated[float, Field(ge=0, le=900)] = 300.0
     # The live feed: the WebSocket API's management endpoint, and the event bus for other systems.
     websocket_endpoint: str | None = None
     event_bus_name: str | None = None
@@ -48,6 +56,15 @@ class Settings(BaseModel):
     cache_epoch_copies: int = 4
     cache_epoch_refresh_seconds: float = 1.0
     cache_epoch_margin_ms: int = 2000
+
+    # Rate limits (session_service.limits), in requests a minute per API key or session token: the
+    # authorizer's defaults for a project without its own, and how long it trusts a project's record.
+    rate_limit_per_minute: Annotated[int, Field(ge=1)] = 600
+    compute_rate_limit_per_minute: Annotated[int, Field(ge=1)] = 60
+    project_limits_ttl_seconds: float = 60.0
+    # Idempotency-Key records (Powertools idempotency on DynamoDB, expired by the table's TTL).
+    idempotency_table: str = ""
+    idempotency_ttl_seconds: int = 86_400
 
     # Time budget: (1 + retries) x (connect + read) must fit the function's timeout with room for the cache
     # and the queue. Worst case per call here: 2 x (1.0 + 1.5) = 5 s; the DELETE (10 s) adds ≤ 3 s of SQS.
@@ -87,6 +104,8 @@ class Settings(BaseModel):
             key = name.upper()
             if env.get(key):
                 values[name] = env[key]
+        if env.get("AWS_LAMBDA_FUNCTION_NAME"):
+            values["function_name"] = env["AWS_LAMBDA_FUNCTION_NAME"]
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
         if region:
             values["region"] = region

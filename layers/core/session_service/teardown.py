@@ -18,7 +18,14 @@ from session_service import clock
 from session_service.errors import SandboxRateLimited, SandboxUnavailable, TeardownIncomplete
 from session_service.models import TeardownMessage, TeardownReport, Tombstone
 from session_service.observability import annotate, count, logger
-from session_service.ports import MessageStore, SandboxProvider, SessionStore, TeardownQueue, TokenStore
+from session_service.ports import (
+    ContentKeyStore,
+    MessageStore,
+    SandboxProvider,
+    SessionStore,
+    TeardownQueue,
+    TokenStore,
+)
 
 _KILL_ATTEMPTS = 5
 
@@ -31,6 +38,7 @@ class Teardown:
         queue: TeardownQueue,
         tokens: TokenStore | None = None,
         messages: MessageStore | None = None,
+        content_keys: ContentKeyStore | None = None,
         *,
         max_messages_per_run: int = 500,
         max_sandboxes_per_run: int = 100,
@@ -44,6 +52,7 @@ class Teardown:
         self._queue = queue
         self._tokens = tokens
         self._messages = messages
+        self._content_keys = content_keys
         self._max_messages = max_messages_per_run
         self._max_per_run = max_sandboxes_per_run
         self._concurrency = kill_concurrency
@@ -62,6 +71,12 @@ class Teardown:
             # Never tear down a live session, whatever a message says.
             logger.warning("teardown: session is not deleted; ignoring", extra={"session_id": session_id})
             return TeardownReport("skipped")
+        if self._content_keys is not None and session.key_destroyed_at is None:
+            # First, before anything is purged: without its key, every copy of the session's content (the
+            # tables' point-in-time recovery included) is unreadable from this moment.
+            self._content_keys.destroy_session_key(project_id, session_id)
+            self._store.record_key_destroyed(project_id, session_id, self._now())
+            count("SessionKeysDestroyed")
         # A session already marked done is listed again all the same: a late message (e.g. from a fenced-out
         # execute whose kill failed) may be about a straggler. Listing an empty session is one cheap call.
         listing = self._sandboxes.list_session_sandboxes(project_id, session_id, self._max_per_run)

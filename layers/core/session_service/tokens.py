@@ -66,4 +66,6 @@ class TokenService:
             raise Unauthorized(UNKNOWN_TOKEN)
         if record.expires_at <= self._now():
             raise Unauthorized("expired session token")
-        return Principal(project_id=record.project_id, session_id=record.session_id)
+        return Principal(
+            project_id=record.project_id, session_id=record.session_id, credential=f"token:{record.token_id}"
+        )

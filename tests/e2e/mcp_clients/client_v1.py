@@ -1,7 +1,8 @@
 """Drives a session's MCP endpoint with the official `mcp` 1.x client, unmodified, as an agent would.
 
 Runs in its own tool environment (.tools/mcp1, made by the Makefile: mcp 1.x and 2.x cannot share one).
-Usage: client_v1.py URL HEADERS_JSON MODE, MODE "scenario" or "connect". Prints one JSON object.
+Usage: client_v1.py URL HEADERS_JSON MODE, MODE "scenario", "connect" or "limited". Prints one JSON
+object.
 """
 
 import asyncio
@@ -51,6 +52,20 @@ async def scenario(session: ClientSession) -> dict[str, Any]:
     }
 
 
+async def limited(session: ClientSession) -> dict[str, Any]:
+    """Two commands where the compute limit allows one: the second call fails with the server's reason, and
+    the session carries on."""
+    await session.initialize()
+    first = await session.call_tool("run_command", {"command": "echo first"})
+    try:
+        await session.call_tool("run_command", {"command": "echo second"})
+        refused: list[Any] = [None, None]
+    except McpError as error:
+        refused = [error.error.code, str(error)]
+    after = await session.list_tools()
+    return {"first": [first.isError, text(first)], "refused": refused, "tools_after": len(after.tools)}
+
+
 async def main(url: str, headers: dict[str, str], mode: str) -> dict[str, Any]:
     timeout = httpx.Timeout(60, read=120)
     try:
@@ -61,6 +76,8 @@ async def main(url: str, headers: dict[str, str], mode: str) -> dict[str, Any]:
         ):
             if mode == "scenario":
                 return {"ok": True, **(await scenario(session))}
+            if mode == "limited":
+                return {"ok": True, **(await limited(session))}
             init = await session.initialize()
             tools = await session.list_tools()
             return {"ok": True, "protocol": init.protocolVersion, "tools": len(tools.tools)}

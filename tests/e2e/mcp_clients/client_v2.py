@@ -2,7 +2,8 @@
 `Client` in auto mode (server/discover under 2026-07-28, falling back to the handshake).
 
 Runs in its own tool environment (.tools/mcp2, made by the Makefile: mcp 1.x and 2.x cannot share one).
-Usage: client_v2.py URL HEADERS_JSON MODE, MODE "scenario" or "connect". Prints one JSON object.
+Usage: client_v2.py URL HEADERS_JSON MODE, MODE "scenario", "connect" or "limited". Prints one JSON
+object.
 """
 
 import asyncio
@@ -49,6 +50,19 @@ async def scenario(client: Client) -> dict[str, Any]:
     }
 
 
+async def limited(client: Client) -> dict[str, Any]:
+    """Two commands where the compute limit allows one: the second call fails with the server's reason, and
+    the session carries on."""
+    first = await client.call_tool("run_command", {"command": "echo first"})
+    try:
+        await client.call_tool("run_command", {"command": "echo second"})
+        refused: list[Any] = [None, None]
+    except MCPError as error:
+        refused = [error.code, str(error)]
+    after = await client.list_tools()
+    return {"first": [first.is_error, text(first)], "refused": refused, "tools_after": len(after.tools)}
+
+
 async def main(url: str, headers: dict[str, str], mode: str) -> dict[str, Any]:
     try:
         async with (
@@ -57,6 +71,8 @@ async def main(url: str, headers: dict[str, str], mode: str) -> dict[str, Any]:
         ):
             if mode == "scenario":
                 return {"ok": True, **(await scenario(client))}
+            if mode == "limited":
+                return {"ok": True, **(await limited(client))}
             tools = await client.list_tools()
             return {"ok": True, "tools": len(tools.tools)}
     except BaseException as raised:  # the client raises ExceptionGroups out of its task groups

@@ -106,6 +106,7 @@ class RedisResponseCache:
         epoch: CacheEpoch,
         *,
         monotonic: Any = time.monotonic,
+        client: redis.Redis | None = None,
     ) -> None:
         self._ttl = settings.cache_ttl_seconds
         self._tombstone_ttl = settings.cache_tombstone_ttl_seconds
@@ -113,7 +114,7 @@ class RedisResponseCache:
         self._epoch = epoch
         self._monotonic = monotonic
         self._closed_until = 0.0  # the breaker: no Redis calls before this monotonic time
-        self._client = redis_client(settings)
+        self._client = client if client is not None else redis_client(settings)  # shared with the limiter
         self._fill_script = self._client.register_script(_GUARDED_FILL)
 
     # -- failure handling ----------------------------------------------------------------------------------

@@ -48,9 +48,10 @@ class DynamoMessageStore:
             session_id=item.session_id,
             message_id=item.message_id,
             seq=int(item.seq),
-            content=item.content,
+            content=None,  # sealed: the service opens it (session_service.content_keys)
             created_at=item.created_at,
             local_id=item.local_id,
+            sealed_content=bytes(item.sealed_content),
         )
 
     def _get(self, partition: str, sk: str) -> Any:
@@ -63,7 +64,7 @@ class DynamoMessageStore:
         self,
         project_id: str,
         session_id: str,
-        content: Any,
+        sealed_content: bytes,
         local_id: str | None,
         *,
         message_id: str,
@@ -88,7 +89,7 @@ class DynamoMessageStore:
                     message_id=message_id,
                     seq=seq,
                     local_id=local_id,
-                    content=content,
+                    sealed_content=sealed_content,
                     created_at=at,
                     project_id=project_id,
                     session_id=session_id,

@@ -115,7 +115,9 @@ class DynamoSessionStore:
             user_id=item.user_id,
             tag=item.tag,
             config=item.config or {},
-            metadata=item.session_metadata or {},
+            metadata=None,  # sealed: the service opens it (session_service.content_keys)
+            sealed_metadata=None if item.sealed_metadata is None else bytes(item.sealed_metadata),
+            sealed_data_key=None if item.sealed_data_key is None else bytes(item.sealed_data_key),
             version=int(item.version),
             created_at=item.created_at,
             updated_at=item.updated_at,
@@ -126,6 +128,7 @@ class DynamoSessionStore:
             sandbox_id=item.sandbox_id,
             last_active_at=item.last_active_at,
             messages_purged=int(item.messages_purged or 0),
+            key_destroyed_at=item.key_destroyed_at,
         )
 
     def _audit_config(self, session: Session) -> Any:
@@ -160,8 +163,10 @@ class DynamoSessionStore:
                 return None
         return claim.session_id
 
-    def create(self, session: Session, *, replaces_tag_owner: str | None = None) -> None:
-        S, P = self._t.SessionItem, self._t.ProjectItem
+    def create(
+        self, session: Session, *, replaces_tag_owner: str | None = None, wrapped_key: bytes | None = None
+    ) -> None:
+        S, P, K = self._t.SessionItem, self._t.ProjectItem, self._t.KeyItem
         item = S(
             pk=keys.session_partition(session.project_id, session.session_id),
             session_id=session.session_id,
@@ -170,7 +175,8 @@ class DynamoSessionStore:
             user_key=keys.user_partition(session.project_id, session.user_id, session.session_id),
             tag=session.tag,
             config=session.config,
-            session_metadata=session.metadata,
+            sealed_metadata=session.sealed_metadata,
+            sealed_data_key=session.sealed_data_key,
             version=session.version,
             created_at=session.created_at,
             updated_at=session.updated_at,
@@ -185,6 +191,14 @@ class DynamoSessionStore:
                 ) as tx:
                     tx.save(item, condition=S.session_id.does_not_exist())
                     tx.save(self._audit_config(session))
+                    if wrapped_key is not None:
+                        # The session's key, in the keys table: it exists exactly when the session does.
+                        key = K(
+                            pk=keys.session_key_partition(session.project_id, session.session_id),
+                            wrapped=wrapped_key,
+                            created_at=session.created_at,
+                        )
+                        tx.save(key, condition=K.pk.does_not_exist())
                     if session.tag is not None:
                         claim = P(
                             pk=keys.tag_partition(session.project_id, session.tag),
@@ -209,8 +223,9 @@ class DynamoSessionStore:
             S.updated_at.set(session.updated_at),
             S.updated_key.set(keys.updated_key(session.updated_at, session.session_id)),
             S.config.set(session.config),
-            S.session_metadata.set(session.metadata),
         ]
+        if session.sealed_metadata is not None:
+            actions.append(S.sealed_metadata.set(session.sealed_metadata))
         condition = (S.version == previous_version) & S.deleted_at.does_not_exist()
         with dynamodb_errors("update_session"):
             try:
@@ -288,10 +303,24 @@ class DynamoSessionStore:
                 S.teardown_completed_at.set(done_at),
                 S.teardown_pending.remove(),
                 S.config.remove(),
-                S.session_metadata.remove(),
+                S.sealed_metadata.remove(),
+                S.sealed_data_key.remove(),
             ]
         with dynamodb_errors("record_teardown"):
             self._key(project_id, session_id).update(actions=actions, condition=S.deleted_at.exists())
+
+    def record_key_destroyed(self, project_id: str, session_id: str, at: str) -> None:
+        """When teardown first destroyed the session's key (kept on later runs)."""
+        S = self._t.SessionItem
+        with dynamodb_errors("record_key_destroyed"):
+            try:
+                self._key(project_id, session_id).update(
+                    actions=[S.key_destroyed_at.set(at)],
+                    condition=S.deleted_at.exists() & S.key_destroyed_at.does_not_exist(),
+                )
+            except PynamoDBException as error:
+                if not condition_failed(error):
+                    raise
 
     def attach_sandbox(
         self, project_id: str, session_id: str, sandbox_id: str, *, replaces: str | None

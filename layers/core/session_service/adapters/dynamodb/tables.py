@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from pynamodb.attributes import JSONAttribute, NumberAttribute, UnicodeAttribute
+from pynamodb.attributes import BinaryAttribute, JSONAttribute, NumberAttribute, UnicodeAttribute
 from pynamodb.connection import Connection
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection
@@ -109,7 +109,12 @@ class Tables:
             user_key = UnicodeAttribute()  # keys.user_partition(...)
             tag = UnicodeAttribute(null=True)
             config = JSONAttribute(null=True)  # purged by teardown
-            session_metadata = JSONAttribute(attr_name="metadata", null=True)  # purged by teardown
+            # Sealed under the session's key (session_service.content_keys); purged by teardown.
+            sealed_metadata = BinaryAttribute(attr_name="metadata_sealed", null=True, legacy_encoding=False)
+            sealed_data_key = BinaryAttribute(
+                attr_name="data_encryption_key_sealed", null=True, legacy_encoding=False
+            )
+            key_destroyed_at = UnicodeAttribute(null=True)  # teardown's first step
             version = NumberAttribute()
             created_at = UnicodeAttribute()
             updated_at = UnicodeAttribute()
@@ -143,6 +148,9 @@ class Tables:
             created_at = UnicodeAttribute(null=True)
             session_id = UnicodeAttribute(null=True)
             epoch_ms = NumberAttribute(null=True)
+            # A project's own rate limits (requests a minute); absent: the stack's defaults.
+            rate_limit_per_minute = NumberAttribute(null=True)
+            compute_rate_limit_per_minute = NumberAttribute(null=True)
 
         class AuditItem(Model):
             Meta = table_meta(settings.audit_table)  # type: ignore[assignment]
@@ -202,7 +210,8 @@ class Tables:
             message_id = UnicodeAttribute(null=True)
             seq = NumberAttribute(null=True)
             local_id = UnicodeAttribute(null=True)
-            content = JSONAttribute(null=True)
+            # Sealed under the session's key (session_service.content_keys).
+            sealed_content = BinaryAttribute(attr_name="content_sealed", null=True, legacy_encoding=False)
             created_at = UnicodeAttribute(null=True)
             project_id = UnicodeAttribute(null=True)
             session_id = UnicodeAttribute(null=True)
@@ -248,7 +257,18 @@ class Tables:
             updated_at = UnicodeAttribute(null=True)
             version = NumberAttribute(null=True)
 
+        class KeyItem(Model):
+            """The keys table (no PITR, no backups): project keys wrapped by KMS
+            (pk=keys.project_key_partition) and session keys wrapped by their project's key
+            (pk=keys.session_key_partition)."""
+
+            Meta = table_meta(settings.keys_table)  # type: ignore[assignment]
+            pk = UnicodeAttribute(hash_key=True)
+            wrapped = BinaryAttribute(legacy_encoding=False)
+            created_at = UnicodeAttribute(null=True)
+
         self.SessionItem = SessionItem
+        self.KeyItem = KeyItem
         self.ProjectItem = ProjectItem
         self.AuditItem = AuditItem
         self.ApiKeyItem = ApiKeyItem
