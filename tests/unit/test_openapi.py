@@ -100,6 +100,10 @@ def test_every_operation_documents_the_errors_it_can_give(document: dict[str, An
         for status, response in operation["responses"].items():
             if not status.startswith("2"):
                 assert "application/json" in response["content"], (where, status)
+            elif operation["security"]:  # the limiter says how much is left on every answer it allowed
+                assert {"RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"} <= set(
+                    response["headers"]
+                )
 
 
 def test_the_edge_contract_names_its_operations(document: dict[str, Any]) -> None:

@@ -321,13 +321,16 @@ def _responses(operation: Operation, schemas: dict[Any, dict[str, Any]]) -> dict
         response: dict[str, Any] = {"description": _success_description(operation, status)}
         if kind is not None:
             response["content"] = {JSON: {"schema": schemas[kind]}}
+        headers: dict[str, Any] = {}
+        if operation.auth != ops.PUBLIC:
+            headers.update(_rate_limit_headers(on_success=True))
         if operation.idempotent:
-            response["headers"] = {
-                ops.IDEMPOTENT_REPLAYED_HEADER: {
-                    "description": "Present on a replayed response (the same Idempotency-Key and body)",
-                    "schema": {"type": "string", "enum": ["true"]},
-                }
+            headers[ops.IDEMPOTENT_REPLAYED_HEADER] = {
+                "description": "Present on a replayed response (the same Idempotency-Key and body)",
+                "schema": {"type": "string", "enum": ["true"]},
             }
+        if headers:
+            response["headers"] = headers
         links = operation.links.get(status)
         if links:
             response["links"] = {
@@ -361,20 +364,23 @@ def _limit_note(operation: Operation, status: int) -> str:
     return f" ({limit} bytes)"
 
 
-def _rate_limit_headers() -> dict[str, Any]:
+def _rate_limit_headers(*, on_success: bool = False) -> dict[str, Any]:
     described = {
         "Retry-After": "Seconds until a request can succeed",
-        "RateLimit-Limit": "The limit's size (requests in its window)",
-        "RateLimit-Remaining": "Requests left in the window (0 here)",
-        "RateLimit-Reset": "Seconds until the window is full again",
+        "RateLimit-Limit": "The size of the bucket that bound this request (requests a minute)",
+        "RateLimit-Remaining": "Requests left in that bucket" + ("" if on_success else " (0 here)"),
+        "RateLimit-Reset": "Seconds until that bucket is full again",
     }
     assert tuple(described) == ops.RATE_LIMIT_HEADERS
+    absent = (
+        "the limiter was unreachable (it fails open)"
+        if on_success
+        else "API Gateway's stage throttling answered"
+    )
     return {
-        name: {
-            "description": f"{text} (absent when API Gateway's stage throttling answered)",
-            "schema": {"type": "integer", "minimum": 0},
-        }
+        name: {"description": f"{text} (absent when {absent})", "schema": {"type": "integer", "minimum": 0}}
         for name, text in described.items()
+        if not (on_success and name == "Retry-After")
     }
 
 

@@ -1,10 +1,11 @@
 """Every HTTP operation of the API in one table: its route, who may call it, what it takes and answers,
 and whether it accepts an `Idempotency-Key` or spends compute (the tighter rate limit).
 
-Three readers, so they cannot drift apart:
+Its readers, so that they cannot drift apart:
 - session_service.openapi generates docs/openapi.json from it (tests compare it with template.yaml's routes);
-- the request path looks an operation up by its API Gateway route key (`operation_for`) to know whether
-  the request is idempotent or compute-limited;
+- request-path code can look an operation up by its API Gateway route key (`operation_for`);
+- tests/integration/test_edge_contract.py calls every operation and checks that the running code's rate-limit
+  bucket and Idempotency-Key handling are the `compute` and `idempotent` flags here;
 - the generated-case tests (schemathesis, the two-tenant suite) read the document made from it.
 
 Cheap to import on the request path: dataclasses, the request models (every route already imports
