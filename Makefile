@@ -8,7 +8,7 @@ export SAM_CLI_TELEMETRY := 0
 # No region here: deploys use your profile's (or AWS_REGION), as samconfig.toml says; the dev stack and the
 # tests set their own.
 
-.PHONY: dev test soak lint unit integration e2e bench build lock smoke deploy clean fmt openapi
+.PHONY: dev test soak faults lint unit integration e2e bench build lock smoke deploy clean fmt openapi
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
@@ -70,6 +70,11 @@ test: lint $(MCP_CLIENTS) $(SCHEMATHESIS)
 
 soak: $(BIN)/.installed
 	$(BIN)/pytest -q -m soak
+
+# The fault suite alone (in make test too): Redis, moto and the local E2B API hung, killed and restarted
+# under a dev stack; its figures are printed at the end. FAULT_SCENARIO_ROUNDS, FAULT_HISTORY_SECONDS.
+faults: $(BIN)/.installed
+	$(BIN)/pytest -q -m "not soak" tests/faults
 
 unit: $(BIN)/.installed
 	$(BIN)/pytest -q tests/unit

@@ -190,6 +190,8 @@ class FakeSandboxes:
         self.runs: list[tuple[str, str]] = []
         self.created = 0
         self.down = False
+        self.late = False  # creates go through, but the caller hears a failure (its call timed out)
+        self.keys: dict[str, str] = {}  # idempotency key → the sandbox created with it
         self._lock = threading.Lock()
 
     def add(self, sandbox_id: str, project_id: str, session_id: str, state: str = "running") -> None:
@@ -200,13 +202,23 @@ class FakeSandboxes:
         found = sorted(i for i, (meta, _) in self.sandboxes.items() if meta == wanted)
         return SandboxListing(found[:max_items], truncated=len(found) > max_items)
 
-    def create(self, metadata: dict[str, str], *, template: str, timeout_s: int) -> str:
+    def create(
+        self, metadata: dict[str, str], *, template: str, timeout_s: int, idempotency_key: str | None = None
+    ) -> str:
         if self.down:
             raise SandboxUnavailable("down")
         with self._lock:
-            self.created += 1
-            sandbox_id = f"sbx{self.created:03d}"
-            self.sandboxes[sandbox_id] = (dict(metadata), "running")
+            earlier = self.keys.get(idempotency_key or "")
+            if earlier in self.sandboxes:
+                sandbox_id = str(earlier)
+            else:
+                self.created += 1
+                sandbox_id = f"sbx{self.created:03d}"
+                self.sandboxes[sandbox_id] = (dict(metadata), "running")
+                if idempotency_key:
+                    self.keys[idempotency_key] = sandbox_id
+        if self.late:
+            raise SandboxUnavailable("timed out (created all the same)")
         return sandbox_id
 
     def run(

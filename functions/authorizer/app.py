@@ -6,8 +6,12 @@ which accept either an x-api-key or `Authorization: Bearer sst_...`.
 
 An HTTP API cannot shape the body of an authorizer's deny (always 403 {"message": "Forbidden"}), so bad
 credentials are let through WITHOUT a project and the route middleware (session_service.api) answers 401
-in our error format. No route runs without a project. A DynamoDB failure raises: API Gateway answers 500
-and, unlike a result, an error is never cached.
+in our error format. No route runs without a project.
+
+A DynamoDB failure must never become a cached decision. A request with identity sources (ApiKeyAuthorizer,
+whose decisions API Gateway caches per key) raises: API Gateway answers 500, and an error is never cached.
+A request without any (SessionAuthorizer, never cached) is let through without a project but marked
+unavailable, and the route middleware answers 503 service_unavailable, as the routes do when DynamoDB fails.
 
 An allowed caller's context also carries its credential id and its project's rate limits (read at most
 once a minute per project and process; session_service.limits), so a route's limiter makes no read.
@@ -24,8 +28,9 @@ from session_service.auth import (
     PROJECT_CONTEXT_KEY,
     RATE_LIMIT_CONTEXT_KEY,
     TOKEN_SESSION_CONTEXT_KEY,
+    UNAVAILABLE_CONTEXT_KEY,
 )
-from session_service.errors import Unauthorized
+from session_service.errors import DependencyUnavailable, Unauthorized
 from session_service.observability import logger
 from session_service.runtime import authenticator, project_limits
 
@@ -42,6 +47,13 @@ def handler(event: dict, context: LambdaContext) -> dict:
     except Unauthorized as rejected:
         logger.info("rejected credentials", extra={"reason": rejected.message})
         return {"isAuthorized": True, "context": {PROJECT_CONTEXT_KEY: "", "reason": rejected.message}}
+    except DependencyUnavailable as failed:
+        if event.get("identitySource"):
+            raise  # this decision may be cached: an error never is
+        return {
+            "isAuthorized": True,
+            "context": {PROJECT_CONTEXT_KEY: "", UNAVAILABLE_CONTEXT_KEY: "true", "reason": failed.message},
+        }
     # A project's limits are read (at most once a minute) only while a read at its worst (two attempts at
     # the DynamoDB timeouts, 5 s) still fits the authorizer's Timeout; else the defaults, this once.
     time_left = context.get_remaining_time_in_millis()

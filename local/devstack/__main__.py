@@ -24,7 +24,7 @@ from types import FrameType
 from typing import NoReturn
 
 from devstack.services import ServiceError
-from devstack.stack import DOCKER_HOST, DevStack, DevStackConfig
+from devstack.stack import DOCKER_HOST, RESTART_DELAY, DevStack, DevStackConfig
 
 STOP_DEADLINE = 4.0  # seconds; the stop itself is bounded well below this (see DevStack.stop)
 log = logging.getLogger("devstack")
@@ -67,6 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST",
         help=f"write env.json for a container: services at HOST (default {DOCKER_HOST})",
     )
+    parser.add_argument(
+        "--parameter-overrides",
+        nargs="+",
+        default=[],
+        metavar="NAME=VALUE",
+        help="template parameters, as `sam deploy --parameter-overrides` takes them",
+    )
+    parser.add_argument(
+        "--restart-delay",
+        type=float,
+        default=RESTART_DELAY,
+        help=f"seconds before a redis-server that died is replaced by an empty one (default {RESTART_DELAY}; "
+        "negative: never)",
+    )
     parser.add_argument("--no-seed", action="store_true", help="do not create the demo projects")
     parser.add_argument("--quiet", action="store_true", help="no request log")
     return parser  # fmt: skip
@@ -86,8 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         if len(signals) > 1:
             _force_exit(stack, 128 + signum, "a second signal")
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    try:
+        parameters = _parameters(args.parameter_overrides)
+    except ValueError as error:
+        print(f"devstack: {error}", file=sys.stderr)
+        return 2
     config = DevStackConfig(
         template_path=args.template,
         state_dir=args.state_dir,
@@ -98,8 +115,16 @@ def main(argv: list[str] | None = None) -> int:
         authorizer_cache=args.authorizer_cache,
         docker_host=args.docker_host,
         projects=() if args.no_seed else DevStackConfig().projects,
+        parameters=parameters,
+        restart_delay=args.restart_delay if args.restart_delay >= 0 else None,
     )
     stack = DevStack(config)
+    unknown = sorted(set(parameters) - set(stack.template.parameters))
+    if unknown:
+        print(f"devstack: the template has no parameter {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     started = time.perf_counter()
     try:
         stack.start()  # on failure it has stopped what it started
@@ -112,9 +137,30 @@ def main(argv: list[str] | None = None) -> int:
         print(stack.walkthrough(), flush=True)
         while not signals:
             time.sleep(0.1)  # a signal interrupts the sleep; its handler only records it
+            if not signals:
+                _revive(stack)
     finally:
         _stop(stack)
     return 0
+
+
+def _parameters(overrides: list[str]) -> dict[str, str]:
+    parameters = {}
+    for override in overrides:
+        name, equals, value = override.partition("=")
+        if not equals or not name:
+            raise ValueError(f"--parameter-overrides takes NAME=VALUE, not {override!r}")
+        parameters[name] = value
+    return parameters
+
+
+def _revive(stack: DevStack) -> None:
+    """From the main thread, between signals: so no restart races the stop, and the new server gets the
+    parent-death signal (which follows the forking thread)."""
+    try:
+        stack.revive()
+    except (OSError, ServiceError) as error:
+        log.error("could not restart redis-server: %s", error)
 
 
 def _stop(stack: DevStack) -> None:

@@ -53,6 +53,26 @@ def free_port(host: str = LOOPBACK) -> int:
         return int(sock.getsockname()[1])
 
 
+# The child sets its own parent-death signal and then becomes the command (the signal survives execve). Used
+# instead of a preexec_fn once this process runs other threads: Python code between fork and exec can
+# deadlock on a lock another thread held at the fork (a redis-server restarted by the running dev stack hung
+# that way before it ever ran).
+_EXEC_WITH_PDEATHSIG = (
+    "import ctypes, os, signal, sys; "
+    "ctypes.CDLL(None).prctl(1, signal.SIGTERM, 0, 0, 0); "
+    "os.execvp(sys.argv[1], sys.argv[1:])"
+)
+
+
+def _launch(command: list[str]) -> tuple[list[str], Callable[[], None] | None]:
+    """(argv, preexec_fn) that start `command` with the parent-death signal when this platform and thread
+    allow it: a preexec_fn while this process is single-threaded, a small exec wrapper otherwise."""
+    deathsig = _pdeathsig()
+    if deathsig is None or threading.active_count() == 1:
+        return command, deathsig
+    return [sys.executable, "-S", "-c", _EXEC_WITH_PDEATHSIG, *command], None
+
+
 def _pdeathsig() -> Callable[[], None] | None:
     """A preexec_fn asking Linux to SIGTERM the child when the thread that forked it dies; else None.
 
@@ -261,14 +281,15 @@ class ManagedProcess:
             self._log = self.log_path.open("ab")
         else:
             self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        argv, preexec_fn = _launch(self.command())
         self._process = subprocess.Popen(
-            self.command(),
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             # Its own session: Ctrl-C in a terminal reaches only the dev stack, which stops children in order.
             start_new_session=True,
-            preexec_fn=_pdeathsig(),
+            preexec_fn=preexec_fn,
         )
 
     def _wait_ready(self) -> bool:
@@ -308,7 +329,8 @@ class MotoServer(ManagedProcess):
         return f"http://{self.host}:{self.port}"
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+        # moto's server with DynamoDB's operations atomic, as DynamoDB's are (see devstack.moto_server).
+        return [sys.executable, "-m", "devstack.moto_server", "-H", self.host, "-p", str(self.port)]
 
     def is_ready(self) -> bool:
         try:

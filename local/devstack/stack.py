@@ -43,6 +43,7 @@ DEMO_PROJECTS = ("demo-a", "demo-b")
 DOCKER_HOST = "host.docker.internal"
 POLLER_GRACE = 1.0  # seconds pollers get once the runtime has ended their invocations (an SQS long poll)
 SERVICE_GRACE = 1.5  # seconds each service gets after SIGTERM before SIGKILL (all of them in parallel)
+RESTART_DELAY = 2.0  # seconds a dead redis-server stays down before the stack starts a new, empty one
 
 
 class Poller(Protocol):
@@ -131,6 +132,9 @@ class DevStackConfig:
     projects: tuple[str, ...] = DEMO_PROJECTS
     parameters: dict[str, Any] = field(default_factory=dict)
     schedule_period_seconds: float | None = 10.0  # None: the template's rate (5 minutes for the sweeper)
+    # A redis-server that dies (killed, crashed) is replaced after this many seconds, on the same port and
+    # empty, as a managed cache replaces a failed node; None: it stays dead.
+    restart_delay: float | None = RESTART_DELAY
 
 
 class DevStack:
@@ -150,6 +154,7 @@ class DevStack:
         self.projects: list[dict[str, str]] = []
         self._service_sessions: set[int] = set()  # for the sweep, even after the services are forgotten
         self._stop_lock = threading.Lock()
+        self._dead_since: float | None = None  # when the redis-server was first seen dead
 
     @property
     def endpoints_path(self) -> Path:
@@ -223,6 +228,31 @@ class DevStack:
         ):
             self.pollers.append(poller)
             poller.start()
+
+    def revive(self) -> bool:
+        """Replace a redis-server that died (a fault test's SIGKILL, a crash) once it has been dead for
+        `restart_delay` seconds: a new, empty one on the same port, and endpoints.json names its pid. Only
+        the cache: moto holds the tables and the E2B API its sandboxes, which a restart would lose, and their
+        production counterparts do not lose them. Call it from the thread that runs the stack (`make dev`'s
+        main loop), never concurrently with `stop()`. True when it restarted the server."""
+        delay = self.config.restart_delay
+        if delay is None or self.redis.running or self.resources is None:
+            self._dead_since = None
+            return False
+        now = time.monotonic()
+        if self._dead_since is None:
+            self._dead_since = now
+            log.warning("redis-server (pid %s) died; a new, empty one in %.1fs", self.redis.pid, delay)
+        if now - self._dead_since < delay:
+            return False
+        self._dead_since = None
+        self.redis.restart()
+        if self.redis.session_id is not None:
+            self._service_sessions.add(self.redis.session_id)
+        if self.endpoints_path.exists():
+            _write_json(self.endpoints_path, self.endpoints())
+        log.warning("redis-server restarted empty (pid %s)", self.redis.pid)
+        return True
 
     def stop(self) -> None:
         """Stop whatever was started, within a few seconds in every state; never raises; idempotent.

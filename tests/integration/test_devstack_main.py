@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
 import sys
 import urllib.error
 import urllib.request
@@ -93,6 +94,22 @@ def test_a_request_whose_body_never_arrives_whole_invokes_nothing(devstack: dict
     status, listed = http("GET", f"{devstack['api_url']}/v1/sessions?limit=100", key)
     assert status == 200
     assert "cut-short" not in json.dumps(listed)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("NoSuchParameter=1", "the template has no parameter NoSuchParameter"), ("Stage", "takes NAME=VALUE")],
+)
+def test_a_wrong_parameter_override_stops_before_anything_starts(
+    tmp_path: Path, override: str, message: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "devstack", "--port", "0", "--state-dir", str(tmp_path),
+         "--parameter-overrides", override],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert not (tmp_path / "endpoints.json").exists()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads child processes from /proc")

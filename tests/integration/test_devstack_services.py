@@ -6,10 +6,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -47,6 +50,97 @@ def test_redis_down_makes_clients_fail_and_restart_restores_the_same_port(
         client.ping()
     assert redis_server.port == port
     assert client.ping()
+
+
+def test_concurrent_conditional_transactions_never_acknowledge_one_version_twice() -> None:
+    """Compare-and-set on one item from six threads, as concurrent PATCHes do. Plain moto rolls a failed
+    transaction back by restoring a copy of the whole table, erasing whatever committed meanwhile (two
+    writers acknowledged with the same version, one write lost); the dev stack's moto serialises DynamoDB
+    (devstack.moto_server), as DynamoDB's own isolation would."""
+    with MotoServer() as server:
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=server.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        client.create_table(
+            TableName="cas",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for n in range(200):  # a table worth copying: the copy is the window in which commits are lost
+            client.put_item(TableName="cas", Item={"pk": {"S": f"filler-{n}"}, "data": {"S": "x" * 200}})
+        client.put_item(TableName="cas", Item={"pk": {"S": "hot"}, "v": {"N": "0"}})
+        acknowledged: list[int] = []
+
+        def writer() -> None:
+            for _ in range(8):
+                while True:
+                    item = client.get_item(TableName="cas", Key={"pk": {"S": "hot"}}, ConsistentRead=True)
+                    version = int(item["Item"]["v"]["N"])
+                    update = {
+                        "TableName": "cas",
+                        "Key": {"pk": {"S": "hot"}},
+                        "UpdateExpression": "SET v = :next",
+                        "ConditionExpression": "v = :seen",
+                        "ExpressionAttributeValues": {
+                            ":next": {"N": str(version + 1)},
+                            ":seen": {"N": str(version)},
+                        },
+                    }
+                    try:
+                        client.transact_write_items(TransactItems=[{"Update": update}])
+                    except client.exceptions.TransactionCanceledException:
+                        continue
+                    acknowledged.append(version + 1)
+                    break
+
+        threads = [threading.Thread(target=writer) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        final = client.get_item(TableName="cas", Key={"pk": {"S": "hot"}}, ConsistentRead=True)["Item"]
+
+    assert sorted(acknowledged) == list(range(1, 49))
+    assert final["v"]["N"] == "48"
+
+
+@linux_only
+def test_a_service_started_by_a_multithreaded_process_still_dies_with_it() -> None:
+    """The dev stack restarts redis-server while its gateway and pollers run: a preexec_fn there could
+    deadlock the child between fork and exec, so the child sets its parent-death signal itself and execs
+    the server (the same pid is the server), which still goes when its parent does."""
+    code = (
+        "import os, threading, time\n"
+        "from devstack.services import RedisServer\n"
+        "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+        "server = RedisServer().start()\n"
+        "print(server.pid, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    pid = int(done.stdout.split()[0])
+    assert "redis-server" in Path(f"/proc/{pid}/cmdline").read_text() or not _alive(pid)
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    alive = _alive(pid)
+    if alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, "redis-server outlived the process that started it"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
 
 
 def test_moto_server_speaks_dynamodb_sqs_and_secrets_manager(

@@ -144,13 +144,19 @@ def test_more_sandboxes_than_the_cap_are_continued_in_a_new_message(
 
 
 def test_teardown_ignores_live_sessions_and_duplicates(
-    service: SessionService, teardown: Teardown, sandboxes: FakeSandboxes, queue: FakeQueue
+    service: SessionService,
+    teardown: Teardown,
+    sandboxes: FakeSandboxes,
+    queue: FakeQueue,
+    store: FakeSessionStore,
 ) -> None:
     sid = new_session(service)
     sandboxes.add("a", P1, sid)
+    assert store.attach_sandbox(P1, sid, "a", replaces=None)
     forged = TeardownMessage(project_id=P1, session_id=sid, deleted_at="2026-01-01T00:00:00.000000Z")
     assert teardown.run(forged).outcome == "skipped"
     assert "a" in sandboxes.sandboxes  # a live session's sandbox is never touched
+    assert store.get(P1, sid).teardown_state is None  # type: ignore[union-attr]
     service.delete(P1, sid)
     assert teardown.run(message_for(queue)).outcome == "done"
     assert teardown.run(message_for(queue)).outcome == "skipped"
@@ -196,3 +202,22 @@ def test_a_late_message_for_a_done_session_still_kills_stragglers(
     sandboxes.add("late", P1, sid, "paused")  # e.g. a fenced-out sandbox whose first kill failed
     assert teardown.run(message_for(queue)).outcome == "done"
     assert sandboxes.sandboxes == {} and store.get(P1, sid).sandboxes_killed == 1  # type: ignore[union-attr]
+
+
+def test_a_message_for_a_live_session_kills_only_sandboxes_it_does_not_record(
+    service: SessionService, teardown: Teardown, sandboxes: FakeSandboxes, store: FakeSessionStore
+) -> None:
+    """The workbench's check after a failed create: E2B finished that create after the caller gave up."""
+    sid, other = new_session(service), new_session(service)
+    for sandbox_id, session_id in (("recorded", sid), ("late", sid), ("others", other)):
+        sandboxes.add(sandbox_id, P1, session_id)
+    assert store.attach_sandbox(P1, sid, "recorded", replaces=None)
+    check = TeardownMessage(project_id=P1, session_id=sid, deleted_at="")
+
+    report = teardown.run(check)
+
+    assert (report.outcome, report.sandboxes_killed) == ("strays", 1)
+    assert sorted(sandboxes.sandboxes) == ["others", "recorded"]
+    live = store.get(P1, sid)
+    assert live is not None and not live.is_deleted and live.teardown_state is None
+    assert teardown.run(check).outcome == "skipped"

@@ -112,3 +112,39 @@ def test_e2b_down_is_unavailable_records_nothing_and_schedules_a_late_check(
     assert store.get(P1, sid).sandbox_id is None and store.usage == []  # type: ignore[union-attr]
     # E2B may still finish that create: a delayed teardown run re-checks the session then.
     assert [t.session_id for t in queue.sent] == [sid] and queue.delays == [120]
+
+
+def test_a_create_that_e2b_finished_after_we_gave_up_is_the_next_executes_sandbox(
+    service: SessionService,
+    bench: Workbench,
+    sandboxes: FakeSandboxes,
+    store: FakeSessionStore,
+    queue: FakeQueue,
+) -> None:
+    """E2B hung: our create timed out (503) but E2B carried it out when it resumed. The same slot's
+    idempotency key gets that sandbox back, so the session never has two."""
+    sid = new_session(service)
+    sandboxes.late = True
+    with pytest.raises(SandboxUnavailable):
+        run(bench, sid)
+    assert len(sandboxes.sandboxes) == 1 and store.get(P1, sid).sandbox_id is None  # type: ignore[union-attr]
+    assert queue.delays == [120]  # and the late check is scheduled all the same
+    sandboxes.late = False
+
+    adopted = run(bench, sid)["sandbox_id"]
+
+    assert list(sandboxes.sandboxes) == [adopted] and sandboxes.created == 1
+    assert store.get(P1, sid).sandbox_id == adopted  # type: ignore[union-attr]
+    sandboxes.sandboxes.clear()  # that one vanished: the next slot has a key of its own
+    assert run(bench, sid)["sandbox_id"] != adopted and sandboxes.created == 2
+
+
+def test_the_late_check_waits_as_configured(
+    service: SessionService, store: FakeSessionStore, sandboxes: FakeSandboxes, queue: FakeQueue
+) -> None:
+    bench = Workbench(store, sandboxes, queue, late_create_grace_seconds=7)
+    sid = new_session(service)
+    sandboxes.down = True
+    with pytest.raises(SandboxUnavailable):
+        run(bench, sid)
+    assert queue.delays == [7]

@@ -23,6 +23,7 @@ from session_service.auth import (
     PROJECT_CONTEXT_KEY,
     RATE_LIMIT_CONTEXT_KEY,
     TOKEN_SESSION_CONTEXT_KEY,
+    UNAVAILABLE_CONTEXT_KEY,
 )
 from session_service.errors import (
     BadRequest,
@@ -87,13 +88,17 @@ def principal_required(reject: Reject = lambda status, code, message: error_resp
     """The middleware every route has: no route runs without a principal. The authorizer sets a project
     only for a valid, unrevoked API key or a valid, unexpired session token, and a session token reaches
     only its own session's routes: anything else is 404 (another session) or 401 (a project route), and
-    nothing runs. `reject` shapes the refusal (the MCP route answers in JSON-RPC)."""
+    nothing runs; 503 when the authorizer could not check the credentials. `reject` shapes the refusal
+    (the MCP route answers in JSON-RPC)."""
 
     def middleware(app: APIGatewayHttpResolver, next_middleware: NextMiddleware) -> Response:
         lambda_context = (
             (app.current_event.request_context.authorizer.get_lambda or {}) if app.current_event else {}
         )
         project_id = lambda_context.get(PROJECT_CONTEXT_KEY)
+        if not project_id and lambda_context.get(UNAVAILABLE_CONTEXT_KEY):
+            message = "the credentials could not be checked (the store is unavailable); retry the request"
+            return reject(503, DependencyUnavailable.code, message)
         if not project_id:
             reason = lambda_context.get("reason") or "missing or invalid API key"
             return reject(401, Unauthorized.code, str(reason))

@@ -27,6 +27,8 @@ TOKEN_SESSION_CONTEXT_KEY = "token_session_id"  # noqa: S105 - a context key, no
 CREDENTIAL_CONTEXT_KEY = "credential"
 RATE_LIMIT_CONTEXT_KEY = "rate_limit_per_minute"
 COMPUTE_RATE_LIMIT_CONTEXT_KEY = "compute_rate_limit_per_minute"
+# Set (to "true") when the credentials could not be checked because the key or token store did not answer.
+UNAVAILABLE_CONTEXT_KEY = "auth_unavailable"
 
 KEY_FORMAT = re.compile(r"^ssk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 

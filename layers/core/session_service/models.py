@@ -183,7 +183,7 @@ class SandboxListing:
 
 @dataclass(frozen=True)
 class TeardownReport:
-    outcome: str  # "done" | "continued" | "skipped"
+    outcome: str  # "done" | "continued" | "skipped" | "strays" (a live session's strays killed)
     sandboxes_killed: int = 0
 
 

@@ -93,8 +93,11 @@ class SandboxProvider(Protocol):
         """Kill by id (never connect: that resumes a paused sandbox). False when it was already gone.
         Raises SandboxRateLimited on 429, SandboxUnavailable on any other failure."""
 
-    def create(self, metadata: dict[str, str], *, template: str, timeout_s: int) -> str:
-        """A new sandbox that pauses (not dies) when idle past `timeout_s`. Raises SandboxUnavailable."""
+    def create(
+        self, metadata: dict[str, str], *, template: str, timeout_s: int, idempotency_key: str | None = None
+    ) -> str:
+        """A new sandbox that pauses (not dies) when idle past `timeout_s`; a create with the key of an
+        earlier one that still exists returns that sandbox. Raises SandboxUnavailable."""
 
     def run(
         self,

@@ -203,6 +203,7 @@ class Container:
             self.queue,
             default_template=self.settings.sandbox_template,
             default_timeout_s=self.settings.sandbox_timeout_seconds,
+            late_create_grace_seconds=self.settings.sandbox_late_create_grace_seconds,
         )
 
     @cached_property

@@ -95,6 +95,10 @@ class Settings(BaseModel):
     command_output_cap_bytes: Annotated[int, Field(ge=1024, le=MAX_OUTPUT_CAP)] = DEFAULT_OUTPUT_CAP
     sandbox_template: str = "base"
     sandbox_timeout_seconds: int = 300
+    # After a create that failed on our side, a teardown message this much later kills the session's
+    # sandboxes other than its recorded one (E2B may finish the create after our call gave up; SQS delays
+    # a message by at most 900 s).
+    sandbox_late_create_grace_seconds: Annotated[int, Field(ge=0, le=900)] = 120
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

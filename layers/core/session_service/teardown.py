@@ -1,10 +1,14 @@
 """Deleting a session's compute and content after its tombstone: the SQS-driven teardown and the sweeper.
 
 The tombstone (deleted_at on the session item) is the source of truth. Teardown is idempotent and only
-ever acts on tombstoned sessions, so a duplicate, late or replayed message is harmless; anything it
+ever tears down tombstoned sessions, so a duplicate, late or replayed message is harmless; anything it
 cannot finish raises TeardownIncomplete and the message is retried (then dead-lettered, then re-enqueued
 by the sweeper while the tombstone still says 'pending'). A run given a deadline starts no kill after it:
 the kills it did not start count as failed, so the message comes back and the next run lists them again.
+
+A message about a live session is the workbench's check after a failed create (E2B may have created the
+sandbox after our call gave up): it kills the session's sandboxes other than the one the session records,
+and nothing else of the session.
 """
 
 from __future__ import annotations
@@ -68,9 +72,7 @@ class Teardown:
             logger.info("teardown: session already purged", extra={"session_id": session_id})
             return TeardownReport("skipped")
         if not session.is_deleted:
-            # Never tear down a live session, whatever a message says.
-            logger.warning("teardown: session is not deleted; ignoring", extra={"session_id": session_id})
-            return TeardownReport("skipped")
+            return self._kill_strays(project_id, session_id, deadline)
         if self._content_keys is not None and session.key_destroyed_at is None:
             # First, before anything is purged: without its key, every copy of the session's content (the
             # tables' point-in-time recovery included) is unreadable from this moment.
@@ -121,6 +123,25 @@ class Teardown:
         count("TeardownsCompleted")
         logger.info("teardown done", extra={"session_id": session_id, "sandboxes_killed": killed})
         return TeardownReport("done", killed)
+
+    def _kill_strays(self, project_id: str, session_id: str, deadline: float | None) -> TeardownReport:
+        """A live session keeps its recorded sandbox; any other one that carries its metadata came from a
+        create whose caller gave up (or lost the fence and could not kill it). The session is read after the
+        listing, so a sandbox recorded meanwhile is kept. One being created right now for the session (not
+        yet recorded) may be killed: its execute then finds it gone and creates the next one."""
+        listing = self._sandboxes.list_session_sandboxes(project_id, session_id, self._max_per_run)
+        session = self._store.get(project_id, session_id)
+        if session is None or session.is_deleted:
+            return TeardownReport("skipped")  # deleted meanwhile: that DELETE's own teardown lists them
+        strays = [sandbox_id for sandbox_id in listing.sandbox_ids if sandbox_id != session.sandbox_id]
+        failures = self._kill_all(strays, deadline)
+        if failures:
+            count("SandboxKillFailures", len(failures))
+            raise TeardownIncomplete(f"{len(failures)} stray sandbox kill(s) failed for {session_id}")
+        if strays:
+            count("StraySandboxesKilled", len(strays))
+            logger.info("killed stray sandboxes", extra={"session_id": session_id, "sandbox_ids": strays})
+        return TeardownReport("strays" if strays else "skipped", len(strays))
 
     def _kill_all(self, sandbox_ids: list[str], deadline: float | None) -> list[str]:
         """Kill with bounded concurrency; returns the ids that were not killed (failed or not started)."""

@@ -5,6 +5,12 @@ not to be deleted (and its sandbox slot to be as we read it). If the write loses
 killed at once: either the session was deleted meanwhile (answer 404; teardown may already have listed
 its sandboxes and missed this one) or a concurrent first execute won (use its sandbox). So no path leaves
 a sandbox that teardown cannot find or that outlives its session.
+
+A create that fails on our side (E2B hung, our call timed out) may still be carried out when E2B answers
+again. Two things keep that sandbox from becoming an orphan: every create for one slot of a session sends
+the same idempotency key, so the next execute gets that very sandbox back instead of a second one; and a
+teardown message delayed by `late_create_grace_seconds` re-checks the session, killing any of its sandboxes
+that is not the recorded one (session_service.teardown).
 """
 
 from __future__ import annotations
@@ -33,8 +39,15 @@ from session_service.ports import SandboxProvider, SessionStore, TeardownQueue
 T = TypeVar("T")
 
 _MAX_ATTEMPTS = 3
-# How long after a failed create a teardown re-checks the session: longer than any create can still take.
+# How long after a failed create a teardown re-checks the session (SQS allows at most 900 s of delay).
 LATE_CREATE_GRACE_SECONDS = 120
+
+
+def create_key(session_id: str, replaces: str | None) -> str:
+    """The idempotency key of the create that fills one slot of a session: its first sandbox, or the one
+    after `replaces`. E2B takes 1-255 lowercase letters, digits and hyphens."""
+    raw = f"{session_id}-{'first' if replaces is None else 'after-' + replaces}".lower()
+    return "".join(c if c.isascii() and (c.isalnum() or c == "-") else "-" for c in raw)[:255]
 
 
 class Workbench:
@@ -46,6 +59,7 @@ class Workbench:
         *,
         default_template: str = "base",
         default_timeout_s: int = 300,
+        late_create_grace_seconds: int = LATE_CREATE_GRACE_SECONDS,
         now: Callable[[], str] = clock.utc_now_iso,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -54,6 +68,7 @@ class Workbench:
         self._queue = queue
         self._default_template = default_template
         self._default_timeout_s = default_timeout_s
+        self._late_create_grace = late_create_grace_seconds
         self._now = now
         self._monotonic = monotonic
 
@@ -156,17 +171,23 @@ class Workbench:
                 sandbox_metadata(session.project_id, session.session_id),
                 template=template if isinstance(template, str) and template else self._default_template,
                 timeout_s=self._sandbox_timeout(session),
+                idempotency_key=create_key(session.session_id, replaces),
             )
         except SandboxUnavailable:
             # E2B may still create it (our call timed out, or the process dies here). It carries the
-            # session's metadata, so a delayed teardown run finds it if the session is deleted by then; on
-            # a live session that run is a no-op and the stray goes with the session's own teardown.
-            self._hand_to_teardown(session, delay_seconds=LATE_CREATE_GRACE_SECONDS)
+            # session's metadata and this slot's key: the next execute gets it back, a delayed teardown run
+            # kills it if it is still not the session's sandbox by then (or the session was deleted).
+            self._hand_to_teardown(session, delay_seconds=self._late_create_grace)
             raise
         if self._store.attach_sandbox(session.project_id, session.session_id, sandbox_id, replaces=replaces):
             count("SandboxesCreated")
             return sandbox_id
-        # Fenced out: the session was deleted meanwhile, or a concurrent execute recorded its sandbox first.
+        # Fenced out: the session was deleted meanwhile, or a concurrent execute recorded a sandbox first
+        # (with the same key, E2B may have handed both of us the same one: that one is kept).
+        current = self._store.get(session.project_id, session.session_id)
+        if current is not None and not current.is_deleted and current.sandbox_id == sandbox_id:
+            count("SandboxCreateRacesLost")
+            return sandbox_id
         self._kill_fenced_out(session, sandbox_id)
         winner = self._live(session.project_id, session.session_id)  # deleted → 404
         if winner.sandbox_id in (None, replaces):

@@ -52,7 +52,11 @@ class E2BSandboxProvider:
     def __init__(self, settings: Settings, api_key: str) -> None:
         self._opts: dict[str, Any] = {
             "api_key": api_key,
-            "request_timeout": settings.e2b_request_timeout_seconds,
+            # The SDK's transport bounds a call by the sum of its read and write timeouts, each set to
+            # `request_timeout`: an E2B that takes the connection and never answers held every call for
+            # twice the configured value (20 s, measured). Half of it makes E2B_REQUEST_TIMEOUT_SECONDS the
+            # real bound of a create, connect, list or kill (a command's own run time is `timeout_s`).
+            "request_timeout": settings.e2b_request_timeout_seconds / 2,
         }
         if settings.e2b_api_url:
             self._opts["api_url"] = settings.e2b_api_url
@@ -93,13 +97,16 @@ class E2BSandboxProvider:
         except Exception as error:
             raise SandboxUnavailable(f"could not kill sandbox {sandbox_id}: {error}") from error
 
-    def create(self, metadata: dict[str, str], *, template: str, timeout_s: int) -> str:
+    def create(
+        self, metadata: dict[str, str], *, template: str, timeout_s: int, idempotency_key: str | None = None
+    ) -> str:
         try:
             sandbox = Sandbox.create(
                 template=template,
                 timeout=timeout_s,
                 metadata=metadata,
                 lifecycle={"on_timeout": "pause"},  # idle sandboxes pause; teardown kills paused ones too
+                idempotency_key=idempotency_key,
                 **self._opts,
             )
         except RateLimitException as error:

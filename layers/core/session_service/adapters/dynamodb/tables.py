@@ -37,7 +37,11 @@ def dynamodb_errors(operation: str) -> Iterator[None]:
 
 
 def condition_failed(error: PynamoDBException) -> bool:
-    return error.cause_response_code == CONDITION_FAILED
+    """Whether DynamoDB refused the write's condition. Not PynamoDB's `cause_response_code`: when the call
+    timed out, the cause carries `response = None` and that property raises AttributeError, which escaped
+    `dynamodb_errors` and turned a DynamoDB timeout into a 500 (found by the fault suite, moto hung)."""
+    response = getattr(error.cause, "response", None)
+    return isinstance(response, dict) and response.get("Error", {}).get("Code") == CONDITION_FAILED
 
 
 def lost_race(error: TransactWriteError) -> bool:
