@@ -29,7 +29,11 @@ METHODS = ["POST", "GET", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"]
 @app.route("/v1/sessions/<session_id>/mcp", method=METHODS)
 def mcp(session_id: str) -> Response:
     event = app.current_event
-    body = event.decoded_body if event.body else None
+    try:
+        body = event.decoded_body if event.body else None
+    except (UnicodeDecodeError, ValueError):
+        refused = error_body(None, -32700, "the body is not UTF-8 text")
+        return Response(400, "application/json", json.dumps(refused))
     if body is not None and len(body.encode()) > MAX_BODY_BYTES:
         refused = error_body(None, -32600, f"a message is at most {MAX_BODY_BYTES} bytes")
         return Response(413, "application/json", json.dumps(refused))

@@ -622,9 +622,25 @@ class FunctionPool:
 
     def wait_closed(self, deadline: float) -> None:
         """Wait for the idle workers `close()` ended until `deadline`, then kill those still running."""
+        self.wait_exited(deadline)
+        self.kill_stragglers()
         closing, self._closing = self._closing, []
         for worker in closing:
             self._discard(worker, grace=max(0.0, deadline - time.monotonic()))
+
+    def wait_exited(self, deadline: float) -> None:
+        """Give the idle workers `close()` ended until `deadline` to exit by themselves (in parallel: each
+        already has its EOF)."""
+        for worker in self._closing:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+
+    def kill_stragglers(self) -> None:
+        """SIGKILL every closed worker still running, all before waiting for any (a stop with many workers
+        must not pay one kill-and-reap after another)."""
+        for worker in self._closing:
+            if worker.process.poll() is None:
+                worker.kill_now()
 
     def kill_now(self) -> list[int]:
         """SIGKILL every worker without taking a lock or waiting (a forced exit); their pids. Best effort."""
@@ -714,6 +730,10 @@ class ProcessRuntime:
         for pool in pools:
             pool.close()
         deadline = time.monotonic() + grace
+        for pool in pools:
+            pool.wait_exited(deadline)
+        for pool in pools:
+            pool.kill_stragglers()
         for pool in pools:
             pool.wait_closed(deadline)
 

@@ -4,6 +4,8 @@ then the route's function, with payload format 2.0 events and API Gateway's resp
 The behaviours a client can observe are API Gateway's: a request without the identity header is 401
 without calling the authorizer; `isAuthorized: false` is 403; an unknown route is 404; a function error
 (exception, timeout, crash) is 500 `{"message":"Internal Server Error"}`; bodies over 10 MB are 413.
+One addition of the dev stack's own: GET /docs, a reference page for the API's OpenAPI document
+(devstack.docs).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from devstack import docs
 from devstack.functions import FunctionRuntime, Invocation, RuntimeStopped
 from devstack.limits import HTTP_API_REQUEST_BYTES
 from devstack.template import Authorizer, HttpRoute, LocalResources, Template, resolve
@@ -123,10 +126,14 @@ class Gateway:
     # -- lifecycle -----------------------------------------------------------------------------------------
 
     @property
+    def url_path(self) -> str:
+        """The path the API is served under: the stage, as in the cloud's ApiUrl ("" for $default)."""
+        return "" if self.stage == "$default" else f"/{self.stage}"
+
+    @property
     def url(self) -> str:
         """The base URL clients use (the cloud's ApiUrl output: it includes the stage unless $default)."""
-        prefix = "" if self.stage == "$default" else f"/{self.stage}"
-        return f"http://{self.host}:{self.port}{prefix}"
+        return f"http://{self.host}:{self.port}{self.url_path}"
 
     def start(self) -> Gateway:
         server = _Server((self.host, self.port), _Handler)
@@ -175,6 +182,11 @@ class Gateway:
         """One request through API Gateway's pipeline: route, authorizer, integration, response mapping."""
         if len(request.body) > MAX_BODY_BYTES:
             return _json_reply(*TOO_LARGE)
+        if request.method in ("GET", "HEAD"):  # the dev stack's reference page (not API Gateway's)
+            page = docs.serve(request.path, f"{self.url_path}/openapi.json")
+            if page is not None:
+                status, content_type, body = page
+                return Reply(status, [("content-type", content_type)], body)
         path = request.path
         if self.stage != "$default":
             prefix = f"/{self.stage}"
@@ -569,6 +581,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.readline()
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+
+    def __getattr__(self, name: str) -> Any:
+        """Any other method (TRACE, PROPFIND...) is routed like the rest, so it gets API Gateway's 404 rather
+        than http.server's 501 HTML page."""
+        if name.startswith("do_") and name[3:].isupper():
+            return self._serve
+        raise AttributeError(name)
 
 
 class _TooLarge(Exception):

@@ -156,6 +156,7 @@ def test_greedy_paths_and_routes_without_an_authorizer(sample: Sample) -> None:
         ("POST", "/public", "/test"),
         ("GET", "/echo/event", "/prod"),
         ("GET", "/echo", ""),
+        ("TRACE", "/public", "/test"),  # a method http.server has no handler for: not its 501 page
     ],
 )
 def test_unknown_routes_are_404(sample: Sample, method: str, path: str, stage: str) -> None:

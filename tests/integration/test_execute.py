@@ -115,6 +115,11 @@ def test_unknown_deleted_and_foreign_sessions_are_404_and_create_nothing(
         {"command": "true", "env": {"A": 1}},
         {"command": "true", "cwd": "relative"},
         {"command": "true", "shell": "zsh"},
+        # A NUL byte cannot reach execve: refused here, not a 503 from the sandbox.
+        {"command": "echo a\u0000b"},
+        {"command": "true", "env": {"A": "x\u0000"}},
+        {"command": "true", "cwd": "/tmp\u0000"},
+        {"command": "true", "timeout_s": 5.5},
     ],
 )
 def test_invalid_bodies_are_422_and_create_nothing(

@@ -219,3 +219,40 @@ def test_a_token_for_another_session_gets_a_jsonrpc_404(api: Api, project: Proje
     token = api.call("POST", f"/v1/sessions/{other['id']}/tokens", key=project.api_key).body["token"]
     reply = Mcp(api, project, session["id"], token=token).request("tools/list")
     assert reply.status == 404 and reply.body["jsonrpc"] == "2.0" and "error" in reply.body
+
+
+def test_ids_and_versions_the_transport_refuses(api: Api, project: Project, session: dict) -> None:
+    """MCP's ids are strings or integers, never null; an unsupported MCP-Protocol-Version is a 400 on any
+    POST, notifications and responses included."""
+    mcp = Mcp(api, project, session["id"])
+    for bad_id in (None, 1.5, True, [1]):
+        reply = mcp.post({"jsonrpc": "2.0", "id": bad_id, "method": "ping"}, "2025-06-18")
+        assert reply.status == 400 and reply.body["error"]["code"] == -32600, bad_id
+    assert mcp.post({"jsonrpc": "2.0", "id": "a", "method": "ping"}, "2025-06-18").status == 200
+    for message in (
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 7, "result": {}},
+    ):
+        refused = mcp.post(message, "1999-01-01")
+        assert refused.status == 400 and refused.body["id"] == message.get("id")
+        assert refused.body["error"]["code"] == -32022
+        assert mcp.post(message, "2025-06-18").status == 202
+
+
+def test_a_body_that_is_not_utf8_is_a_jsonrpc_parse_error(api: Api, project: Project, session: dict) -> None:
+    """The gateway passes such a body base64-encoded; it was a 500 (found by schemathesis)."""
+    from devstack.gateway import Request
+
+    request = Request(
+        method="POST",
+        path=f"/v1/sessions/{session['id']}/mcp",
+        query="",
+        protocol="HTTP/1.1",
+        headers=[("content-type", "application/json"), ("x-api-key", project.api_key)],
+        body=b"\xff@",
+        source_ip="127.0.0.1",
+        request_id="not-utf8",
+    )
+    reply = api.gateway.handle(request)
+    assert reply.status == 400
+    assert json.loads(reply.body)["error"]["code"] == -32700

@@ -251,15 +251,30 @@ def test_invalid_patches_are_422_and_change_nothing(api: Api, project: Project, 
     assert api.call("GET", path, key=project.api_key).body == created
 
 
+def test_an_integral_json_number_is_an_integer(api: Api, project: Project) -> None:
+    """JSON Schema, so the OpenAPI document, counts 2.0 as the integer 2; 2.5 and "2" stay refused."""
+    created = api.create(project)
+    path = f"/v1/sessions/{created['id']}"
+    key = project.api_key
+    patched = api.call("PATCH", path, key=key, body={"metadata": {"n": 1}, "expected_version": 1.0})
+    assert patched.status == 200 and patched.body["version"] == 2
+    for version in (2.5, "2"):
+        refused = api.call("PATCH", path, key=key, body={"metadata": {}, "expected_version": version})
+        assert refused.status == 422
+        assert refused.body["error"]["details"][0]["loc"] == ["body", "expected_version"]
+    assert api.call("GET", path, key=project.api_key).body == patched.body
+
+
 @pytest.mark.parametrize(
     ("raw", "status"),
     [
         ('{"user_id": "u", "config": {"a": NaN}}', 400),
         ('{"user_id": "u", "config": {"a": Infinity}}', 400),
+        ('{"user_id": "u", "config": {"a": -1e999}}', 422),  # valid JSON, but no double: was `-Infinity`
         ("[" * 5000 + "]" * 5000, 400),
         ('{"user_id": "u", "config": ' + '{"a": ' * 40 + "1" + "}" * 40 + "}", 422),
     ],
-    ids=["nan", "infinity", "deep-array", "deep-config"],
+    ids=["nan", "infinity", "overflowing-number", "deep-array", "deep-config"],
 )
 def test_hostile_json_is_a_clear_4xx_and_stores_nothing(
     api: Api, project: Project, raw: str, status: int

@@ -230,6 +230,13 @@ def test_invalid_arguments_are_422_with_details_and_nothing_runs(
         reply = call(api, project, session["id"], "echo_args", arguments)
         assert reply.status == 422 and reply.body["error"]["details"], arguments
     assert call(api, project, session["id"], "echo_args", "not-an-object").status == 422
+    for arguments in (
+        {"command": "echo a\u0000b"},  # a NUL byte cannot reach execve
+        {"command": "true", "env": {"A": "\u0000"}},
+        {"command": "true", "env": {"1A": "x"}},
+    ):
+        assert call(api, project, session["id"], "run_command", arguments).status == 422, arguments
+    assert call(api, project, session["id"], "read_file", {"path": "/tmp/a\u0000"}).status == 422
     assert e2b_env.sandboxes() == []  # nothing ran, no sandbox was even created
 
 

@@ -34,6 +34,7 @@ from devstack.functions import InProcessInvoker, LocalEndpoints, local_overrides
 from devstack.provision import provision
 from devstack.services import MotoServer, RedisServer, live_processes
 from devstack.template import LocalResources, Template
+from session_service.auth import MAX_RATE_LIMIT_PER_MINUTE
 from session_service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -183,6 +184,11 @@ def devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     state_dir = tmp_path_factory.mktemp("devstack")
     process, endpoints = launch_devstack(state_dir, "--template", str(TEMPLATE))
     try:
+        # Generated-case tests send thousands of requests a minute with the demo keys; the limiter is tested
+        # with projects of its own (test_edge). Set before any request, as the authorizer caches limits.
+        for project in endpoints["projects"]:
+            generous = ["--per-minute", str(DEMO_RATE_LIMIT), "--compute-per-minute", str(DEMO_RATE_LIMIT)]
+            admin_cli(state_dir / "endpoints.json", "set-limits", project["project_id"], *generous)
         yield endpoints
     finally:
         if process.poll() is None:
@@ -194,6 +200,22 @@ def devstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
                 process.wait()
                 pytest.fail(f"the dev stack did not stop within {DEVSTACK_STOP_TIMEOUT}s of SIGTERM")
             assert code == 0, f"the dev stack exited with {code}:\n{_tail(Path(endpoints['log']))}"
+
+
+DEMO_RATE_LIMIT = MAX_RATE_LIMIT_PER_MINUTE  # requests a minute, per key: the e2e suite's demo projects
+
+
+def admin_cli(endpoints: Path, *args: str) -> str:
+    """`session-admin --local --endpoints ENDPOINTS *ARGS`; its output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "session_service.cli", "--local", "--endpoints", str(endpoints), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def launch_devstack(state_dir: Path, *args: str) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:

@@ -5,6 +5,7 @@ ONE place where domain errors become HTTP statuses and JSON error bodies.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, TypeVar
@@ -210,6 +211,19 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class _OutOfRange(ValueError):
+    pass
+
+
+def _finite_float(text: str) -> float:
+    """1e999 is valid JSON but no float: Python would keep it as inf and answer it back as `Infinity`,
+    which is not JSON."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise _OutOfRange(text)
+    return value
+
+
 def _depth(value: Any) -> int:
     """Nesting depth, without recursion (a hostile body must not exhaust the stack)."""
     deepest, stack = 0, [(value, 1)]
@@ -240,9 +254,14 @@ def parse_body(
     if len(raw.encode()) > max_bytes:
         raise PayloadTooLarge(f"request body is larger than {max_bytes} bytes")
     try:
-        data = json.loads(raw, parse_constant=_reject_constant)
+        data = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except RecursionError as error:
         raise BadRequest("request body is nested too deeply") from error
+    except _OutOfRange as error:
+        raise ValidationFailed(
+            "a number in the request body is out of range",
+            details=[{"loc": ["body"], "msg": f"{error} is not a finite double", "type": "number_range"}],
+        ) from error
     except ValueError as error:
         raise BadRequest(f"request body is not valid JSON: {error}") from error
     if not isinstance(data, dict):

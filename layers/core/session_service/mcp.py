@@ -163,8 +163,9 @@ class McpEndpoint:
         except NotFound:
             return session_gone(request_id)
         except McpError as error:
-            if "id" not in message:  # a notification is never answered with a JSON-RPC error
+            if "id" not in message and error.status < 400:  # a notification gets no JSON-RPC answer...
                 return McpReply(202)
+            # ...but one the transport refuses (a bad header) is an HTTP error, with an id-less body.
             return McpReply(error.status, error_body(request_id, error.code, error.message, error.data))
         except (SandboxUnavailable, DependencyUnavailable) as error:
             return McpReply(200, error_body(request_id, INTERNAL, f"{error.message} (retry the request)"))
@@ -189,23 +190,25 @@ class McpEndpoint:
             raise McpError(INVALID_REQUEST, "a JSON-RPC request needs a method", status=400)
         if "params" in message and not isinstance(message["params"], dict):
             raise McpError(INVALID_PARAMS, "params must be an object", status=400)
+        if "id" in message and not _valid_id(message["id"]):
+            raise McpError(INVALID_REQUEST, "a request id is a string or an integer (never null)", status=400)
         return message
 
     def _dispatch(
         self, project_id: str, session_id: str, headers: dict[str, str], message: dict[str, Any]
     ) -> McpReply:
-        if "method" not in message:  # a response
-            self._router.live_session(project_id, session_id)
-            return McpReply(202)
-        method, params = message["method"], message.get("params") or {}
         header = headers.get("mcp-protocol-version")
-        if header is not None and header not in SUPPORTED_VERSIONS:
+        if header is not None and header not in SUPPORTED_VERSIONS:  # any POST, responses too (the spec)
             raise McpError(
                 UNSUPPORTED_VERSION,
                 f"unsupported MCP-Protocol-Version {header!r}",
                 status=400,
                 data={"supported": list(SUPPORTED_VERSIONS), "requested": header},
             )
+        if "method" not in message:  # a response
+            self._router.live_session(project_id, session_id)
+            return McpReply(202)
+        method, params = message["method"], message.get("params") or {}
         version = header or DEFAULT_VERSION
         modern = version == MODERN_VERSION
         if modern:
@@ -341,3 +344,8 @@ def _decoded_name(header: str | None) -> str | None:
         except (binascii.Error, ValueError):
             return None
     return header
+
+
+def _valid_id(value: Any) -> bool:
+    """MCP narrows JSON-RPC's ids: a string or an integer, never null (nor a fraction, nor a boolean)."""
+    return isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))

@@ -11,7 +11,16 @@ import binascii
 from dataclasses import dataclass, field, replace
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_LIST_LIMIT = 200
@@ -34,7 +43,28 @@ def _base64_key(value: str) -> str:
     return value
 
 
-DataEncryptionKey = Annotated[StrictStr, Field(min_length=4, max_length=1368), AfterValidator(_base64_key)]
+_B64 = "[A-Za-z0-9+/]"
+# _base64_key as a pattern, for the OpenAPI document (standard base64, padded, 1..1024 bytes decoded).
+BASE64_KEY_PATTERN = (
+    rf"^(?:{_B64}{{4}}){{0,340}}(?:{_B64}{{4}}|{_B64}{{3}}=|{_B64}{{2}}==)$"  # up to 1023 bytes
+    rf"|^(?:{_B64}{{4}}){{341}}{_B64}{{2}}==$"  # exactly 1024
+)
+DataEncryptionKey = Annotated[
+    StrictStr,
+    Field(min_length=4, max_length=1368, json_schema_extra={"pattern": BASE64_KEY_PATTERN}),
+    AfterValidator(_base64_key),
+]
+
+
+def _integral(value: Any) -> Any:
+    """JSON has one kind of number, and JSON Schema (so the OpenAPI document) counts 5.0 as the integer 5;
+    clients that only have floats send it so. 5.5, "5" and true stay refused."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# On an integer field of a request body, after its constraints (or they leave the JSON schema): strict,
+# except that an integral JSON number is an integer.
+INTEGRAL = BeforeValidator(_integral)
 
 
 @dataclass(frozen=True)
@@ -165,18 +195,26 @@ def sandbox_metadata(project_id: str, session_id: str) -> dict[str, str]:
 MAX_COMMAND_TIMEOUT_S = 20  # an HTTP API integration times out at 30 s; sandbox create/resume needs the rest
 DEFAULT_COMMAND_TIMEOUT_S = 10
 
-EnvName = Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"
+NO_NUL = r"^[^\x00]*$"  # a command, its environment and paths reach execve and the kernel: no NUL byte
+EnvName = Annotated[StrictStr, Field(pattern=ENV_NAME)]
 
 
 class ExecuteRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
-    command: Annotated[StrictStr, Field(min_length=1, max_length=16_384)]
-    timeout_s: Annotated[StrictInt, Field(ge=1, le=MAX_COMMAND_TIMEOUT_S)] = DEFAULT_COMMAND_TIMEOUT_S
-    env: Annotated[dict[EnvName, Annotated[StrictStr, Field(max_length=4096)]], Field(max_length=64)] = Field(
-        default_factory=dict
+    command: Annotated[StrictStr, Field(min_length=1, max_length=16_384, pattern=NO_NUL)]
+    timeout_s: Annotated[StrictInt, Field(ge=1, le=MAX_COMMAND_TIMEOUT_S), INTEGRAL] = (
+        DEFAULT_COMMAND_TIMEOUT_S
     )
-    cwd: Annotated[StrictStr, Field(min_length=1, max_length=1024, pattern=r"^/")] | None = None
+    env: Annotated[
+        dict[EnvName, Annotated[StrictStr, Field(max_length=4096, pattern=NO_NUL)]], Field(max_length=64)
+    ] = Field(
+        default_factory=dict,
+        # pydantic states the name pattern as patternProperties, which lets any other name through.
+        json_schema_extra={"additionalProperties": False},
+    )
+    cwd: Annotated[StrictStr, Field(min_length=1, max_length=1024, pattern=r"^/[^\x00]*$")] | None = None
 
 
 @dataclass(frozen=True)
@@ -292,11 +330,22 @@ class CreateSessionRequest(BaseModel):
 
 
 class UpdateSessionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        defer_build=True,
+        # _something_to_change, for the OpenAPI document.
+        json_schema_extra={
+            "anyOf": [
+                {"required": [name], "properties": {name: {"type": "object"}}}
+                for name in ("config", "metadata")
+            ]
+        },
+    )
 
     config: JsonObject | None = None
     metadata: JsonObject | None = None
-    expected_version: Annotated[StrictInt, Field(ge=1)] | None = None
+    expected_version: Annotated[StrictInt, Field(ge=1), INTEGRAL] | None = None
 
     @model_validator(mode="after")
     def _something_to_change(self) -> UpdateSessionRequest:
@@ -313,7 +362,7 @@ class ListSessionsParams(BaseModel):
     limit: Annotated[int, Field(ge=1, le=MAX_LIST_LIMIT)] = DEFAULT_LIST_LIMIT
     cursor: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     user_id: UserId | None = None
-    changed_since: str | None = None
+    changed_since: Annotated[str, Field(json_schema_extra={"format": "date-time"})] | None = None
     include_deleted: bool = False
     active: bool = False  # sessions active (a message or an execute) in the last 15 minutes
 
@@ -334,7 +383,7 @@ MIN_TOKEN_TTL_S, MAX_TOKEN_TTL_S, DEFAULT_TOKEN_TTL_S = 60, 86_400, 3_600
 class CreateTokenRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
-    ttl_s: Annotated[StrictInt, Field(ge=MIN_TOKEN_TTL_S, le=MAX_TOKEN_TTL_S)] = DEFAULT_TOKEN_TTL_S
+    ttl_s: Annotated[StrictInt, Field(ge=MIN_TOKEN_TTL_S, le=MAX_TOKEN_TTL_S), INTEGRAL] = DEFAULT_TOKEN_TTL_S
 
 
 @dataclass(frozen=True)
@@ -386,9 +435,11 @@ class PutToolRequest(BaseModel):
 
     description: Annotated[StrictStr, Field(min_length=1, max_length=2000)]
     input_schema: JsonObject
-    command: Annotated[StrictStr, Field(min_length=1, max_length=16_384)]
+    command: Annotated[StrictStr, Field(min_length=1, max_length=16_384, pattern=NO_NUL)]
     tags: Annotated[list[ToolTag], Field(max_length=20)] = Field(default_factory=list)
-    timeout_s: Annotated[StrictInt, Field(ge=1, le=MAX_COMMAND_TIMEOUT_S)] = DEFAULT_COMMAND_TIMEOUT_S
+    timeout_s: Annotated[StrictInt, Field(ge=1, le=MAX_COMMAND_TIMEOUT_S), INTEGRAL] = (
+        DEFAULT_COMMAND_TIMEOUT_S
+    )
 
 
 @dataclass(frozen=True)

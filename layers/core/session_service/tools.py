@@ -24,7 +24,9 @@ from typing import Any
 from session_service import clock, search
 from session_service.errors import BadRequest, NotFound, ValidationFailed
 from session_service.models import (
+    ENV_NAME,
     MAX_COMMAND_TIMEOUT_S,
+    NO_NUL,
     TOOL_NAME,
     ExecutionResult,
     PutToolRequest,
@@ -46,17 +48,22 @@ def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
 
 
-_PATH = {"type": "string", "minLength": 1, "maxLength": 1024}
+_PATH = {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": NO_NUL}
 BUILTIN_TOOLS: tuple[Tool, ...] = (
     Tool(
         name="run_command",
         description="Run a shell command in the session's sandbox and return its output and exit code.",
         input_schema=_schema(
             {
-                "command": {"type": "string", "minLength": 1, "maxLength": 16384},
+                "command": {"type": "string", "minLength": 1, "maxLength": 16384, "pattern": NO_NUL},
                 "timeout_s": {"type": "integer", "minimum": 1, "maximum": MAX_COMMAND_TIMEOUT_S},
                 "cwd": _PATH,
-                "env": {"type": "object", "additionalProperties": {"type": "string"}, "maxProperties": 64},
+                "env": {
+                    "type": "object",
+                    "propertyNames": {"pattern": ENV_NAME},
+                    "additionalProperties": {"type": "string", "maxLength": 4096, "pattern": NO_NUL},
+                    "maxProperties": 64,
+                },
             },
             ["command"],
         ),
