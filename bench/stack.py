@@ -100,7 +100,13 @@ class BenchStack:
             self.e2b.api_key,
             websocket_management_url=self.websocket.management_url,
         )
-        self.overrides = local_overrides(self.endpoints)
+        # moto on a shared machine can take over a second to answer: the functions wait for it rather than
+        # answer 503 mid-bench (how long a function waits does not change the work it does).
+        self.overrides = {
+            **local_overrides(self.endpoints),
+            "DYNAMODB_CONNECT_TIMEOUT_SECONDS": "5",
+            "DYNAMODB_READ_TIMEOUT_SECONDS": "10",
+        }
         # The bench's own SDK clients (raw calls, setup) reach moto with the same dummy credentials.
         for name in (
             "AWS_ENDPOINT_URL",
