@@ -75,6 +75,12 @@ class Case:
     setup: Callable[[], Any] = lambda: None
 
 
+def paired_difference(a: Samples, b: Samples) -> float:
+    """The median of a_i - b_i over the pairs (each pair timed back to back, so it shares the load of that
+    moment): an estimate of what A adds to B that a load change during the run does not shift."""
+    return statistics.median(x - y for x, y in zip(a.ms, b.ms, strict=True))
+
+
 def paired(a: Case, b: Case, rounds: int, warmup: int = 10) -> tuple[Samples, Samples]:
     """Time A and B alternately (ABBA order, so neither always runs first) after `warmup` rounds each."""
     for _ in range(warmup):

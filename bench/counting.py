@@ -148,6 +148,11 @@ class RedisMonitor:
                 else:
                     self._counts[name] += 1
 
+    def close(self) -> None:
+        """Stop monitoring (MONITOR slows the server down: never leave it on while something is timed)."""
+        self._monitor.connection.disconnect()
+        self._thread.join(timeout=5)
+
     def counts(self) -> Counter[str]:
         """Everything received before this call (the marker's round trip orders it)."""
         marker = f"bench-marker-{uuid.uuid4().hex}"
@@ -175,6 +180,13 @@ class Meter:
                 Meter._monitors[id(redis_client)] = RedisMonitor(redis_client)
             self._redis = Meter._monitors[id(redis_client)]
         self._e2b = e2b
+
+    def close(self) -> None:
+        for key, monitor in list(Meter._monitors.items()):
+            if monitor is self._redis:
+                monitor.close()
+                del Meter._monitors[key]
+        self._redis = None
 
     def _e2b_log(self) -> list[tuple[str, str, int]]:
         return [] if self._e2b is None else self._e2b.request_log

@@ -84,6 +84,11 @@ class Recording:
 
         self.stack.recorder.around = around
 
+    def close(self) -> None:
+        """Stop metering: nothing after P2 pays for the hooks or the Redis monitor."""
+        self.stack.recorder.around = lambda _, run: run()
+        self.meter.close()
+
     @contextlib.contextmanager
     def capture(self) -> Iterator[list[Step]]:
         start = len(self.steps)
@@ -109,6 +114,13 @@ def _route_io(steps: list[Step], function: str) -> IO:
 
 def run(stack: BenchStack) -> list[Verdict]:
     recording = Recording(stack, Meter(stack.redis, stack.e2b))
+    try:
+        return _run(stack, recording)
+    finally:
+        recording.close()
+
+
+def _run(stack: BenchStack, recording: Recording) -> list[Verdict]:
     rows: list[Row] = []
     called_e2b: set[str] = set()
 

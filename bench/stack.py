@@ -61,6 +61,25 @@ class Recorder:
         return self.around(logical_id, lambda: self.invoker.execute(logical_id, event))
 
 
+class Bound:
+    """A handler held with its environment. `bound(event)` calls it; to time the handler alone, `prepare`
+    (untimed: each invocation's own copy of the event and its context, as Lambda's runtime makes them)
+    and then `run` what it returned."""
+
+    def __init__(self, handle: Callable[..., Any], make_context: Callable[[], Any]) -> None:
+        self._handle = handle
+        self._make_context = make_context
+
+    def prepare(self, event: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+        return copy.deepcopy(event), self._make_context()
+
+    def run(self, prepared: tuple[dict[str, Any], Any]) -> Any:
+        return self._handle(*prepared)
+
+    def __call__(self, event: dict[str, Any]) -> Any:
+        return self.run(self.prepare(event))
+
+
 class BenchStack:
     def __init__(self) -> None:
         self.template = Template.load(ROOT / "template.yaml")
@@ -200,13 +219,10 @@ class BenchStack:
         return event
 
     @contextlib.contextmanager
-    def handler(
-        self, logical_id: str, env_overrides: dict[str, str] | None = None
-    ) -> Iterator[Callable[[dict[str, Any]], Any]]:
-        """The function's handler with its environment applied for the whole block (each call gets a copy of
-        the event, as each Lambda invocation gets its own)."""
+    def handler(self, logical_id: str, env_overrides: dict[str, str] | None = None) -> Iterator[Bound]:
+        """The function's handler with its environment applied for the whole block."""
         with self.invoker.bound(logical_id, env_overrides) as handle:
-            yield lambda event: handle(copy.deepcopy(event))
+            yield Bound(handle, lambda: self.invoker.context_for(logical_id))
 
     # -- E2B -----------------------------------------------------------------------------------------------
 

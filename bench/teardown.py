@@ -169,17 +169,13 @@ def run(stack: BenchStack) -> list[Verdict]:
     with LocalE2BProcess(stack) as e2b:
         for concurrency in {*SWEEP, chosen}:  # each setting's first run pays for its clients: not counted
             trial(stack, e2b, 5, concurrency)
-        passes = [[trial(stack, e2b, 100, c) for c in order] for order in (SWEEP, SWEEP[::-1])]
-        sweep = [
-            min((t for t in [*passes[0], *passes[1]] if t.concurrency == c), key=lambda t: t.function_s)
-            for c in SWEEP
-        ]
+        sweep = [trial(stack, e2b, 100, c) for c in SWEEP]
         hundred = trial(stack, e2b, 100, chosen)
         thousand = trial(stack, e2b, 1000, chosen)
         throttled = trial(stack, e2b, 100, chosen, throttled=60)
     say(f"\n{SECTION}: {KILL_LATENCY_S * 1000:.0f} ms on every kill (local E2B API in its own process)")
     for label, result in [
-        *[(f"100, kill concurrency {t.concurrency} (best of 2)", t) for t in sweep],
+        *[(f"100, kill concurrency {t.concurrency}", t) for t in sweep],
         (f"100 at the setting ({chosen})", hundred),
         (f"1,000 at the setting ({chosen})", thousand),
         (f"100 at {chosen}, 60 kills answered 429", throttled),
