@@ -7,7 +7,7 @@ Sections (each prints its table; the summary at the end lists every budget with 
 - p1   cold start: every function's `import app; app.handler` in fresh interpreters against a bare
        `import boto3`, interleaved, median of 7 (bench/cold_start.py)
 - p2   counted I/O per route: AWS calls (botocore hooks), Redis commands, E2B requests (bench/io_counts.py)
-- p3   handler p50 minus the same raw calls' p50 (bench/overhead.py), with
+- p3   what a handler adds to the same raw calls, in CPU time (wall beside it) (bench/overhead.py), with
 - rows the other comparisons: MCP against REST, a heavy DELETE against an empty one, append against its
        raw calls, the cache epoch's cost on a cache hit (bench/overhead.py)
 - p4   teardown throughput against the local E2B API with injected latency and 429s (bench/teardown.py)
