@@ -161,17 +161,61 @@ def closure(layer: Path) -> dict[str, str]:
     return shipped
 
 
-def build(layer: Path, out: Path) -> Path:
-    """Install the layer's pinned closure into OUT/python (the folder Lambda mounts as /opt/python)."""
+def build(layer: Path, out: Path, *, bytecode: bool = True) -> Path:
+    """Install the layer's pinned closure into OUT/python (the folder Lambda mounts as /opt/python), with
+    python3.13 bytecode when `bytecode` (see `compile_bytecode`)."""
     target = out / "python"
     pins = closure(layer)
+    # --no-compile: pip would compile for the interpreter running it, whose .pyc Lambda's 3.13 ignores.
     command = [*_pip(), "install", "--quiet", "--no-deps", "--no-compile", "--target", str(target)]
     command += _target_options() + [f"{name}=={version}" for name, version in sorted(pins.items())]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode:
         raise LayerError(f"pip could not install the {layer.name} layer:\n{done.stderr.strip()}")
     shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts: nothing on Lambda runs them
+    for suite in target.glob("*/tests"):  # packages' own test suites: nothing imports them at run time
+        if suite.is_dir() and (suite.parent / "__init__.py").is_file():
+            shutil.rmtree(suite)
+    if bytecode:
+        compile_bytecode(target, layer.name)
     return target
+
+
+def compile_bytecode(target: Path, name: str) -> bool:
+    """Compile every module with a python3.13, as unchecked-hash .pyc files.
+
+    Lambda's /opt is read-only: a layer without bytecode for the runtime's Python compiles every module it
+    imports on every cold start, and cannot keep the result (about 200 ms of CPU more per cold start for
+    the dependency layer, bench/run.py p1). Unchecked-hash: the .pyc is used without comparing the source's
+    mtime, which a zip's round trip does not keep exactly. Without a python3.13 here the layer still works,
+    only slower to start; the build says so and `check` reports it (P5 in `make bench` fails).
+    """
+    interpreter = python313()
+    if interpreter is None:
+        print(
+            f"warning: no python3.13 here: the {name} layer ships no bytecode, and every cold start will "
+            "compile what it imports (install python 3.13, e.g. with pyenv, and build again)",
+            file=sys.stderr,
+        )
+        return False
+    command = [interpreter, "-m", "compileall", "-q", "-j", "0", "--invalidation-mode", "unchecked-hash"]
+    done = subprocess.run([*command, str(target)], capture_output=True, text=True, check=False)
+    if (
+        done.returncode
+    ):  # a module that is not python3.13 syntax (tests, templates): its import would fail too
+        print(f"warning: compileall on the {name} layer: {done.stdout.strip()[-500:]}", file=sys.stderr)
+    return True
+
+
+def bytecode_share(folder: Path) -> float:
+    """The share of the folder's .py files that have python3.13 bytecode beside them."""
+    sources = [path for path in folder.rglob("*.py") if "__pycache__" not in path.parts]
+    if not sources:
+        return 1.0
+    compiled = sum(
+        1 for path in sources if (path.parent / "__pycache__" / f"{path.stem}.cpython-313.pyc").is_file()
+    )
+    return compiled / len(sources)
 
 
 # --- check --------------------------------------------------------------------------------------------
@@ -226,6 +270,7 @@ def unmet(dists: Iterable[Dist]) -> list[str]:
 @dataclass
 class Report:
     sizes: dict[str, int] = field(default_factory=dict)
+    bytecode: dict[str, float] = field(default_factory=dict)  # layer -> share of .py with 3.13 .pyc
     functions: dict[str, list[str]] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
     pip_check: str = ""
@@ -288,6 +333,20 @@ def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
     return dict(yaml.load(path.read_text(), Loader=Loader))  # noqa: S506 - a SafeLoader subclass
 
 
+def layer_refs(entry: Any) -> list[str]:
+    """The layer logical ids an entry of a Layers list may stand for: `!Ref X`, or both branches of an
+    `!If [condition, !Ref X, !Ref AWS::NoValue]` (the check covers the stack with the condition true: the
+    other stack's set is a subset)."""
+    if not isinstance(entry, dict):
+        return []
+    if "Ref" in entry:
+        return [] if entry["Ref"] == "AWS::NoValue" else [entry["Ref"]]
+    branches = entry.get("Fn::If")
+    if isinstance(branches, list) and len(branches) == 3:
+        return layer_refs(branches[1]) + layer_refs(branches[2])
+    return []
+
+
 def function_layers(template: dict[str, Any]) -> dict[str, list[str]]:
     """Function logical id -> its layers' logical ids, in order (Globals first; SAM appends)."""
     globals_layers = ((template.get("Globals") or {}).get("Function") or {}).get("Layers") or []
@@ -296,7 +355,7 @@ def function_layers(template: dict[str, Any]) -> dict[str, list[str]]:
         if resource.get("Type") != "AWS::Serverless::Function":
             continue
         own = (resource.get("Properties") or {}).get("Layers") or []
-        functions[logical_id] = [ref["Ref"] for ref in [*globals_layers, *own] if isinstance(ref, dict)]
+        functions[logical_id] = [ref for entry in [*globals_layers, *own] for ref in layer_refs(entry)]
     return functions
 
 
@@ -308,7 +367,9 @@ def layer_sources(template: dict[str, Any]) -> dict[str, Path]:
     }
 
 
-def built_layers(template: dict[str, Any], build_dir: Path | None, scratch: Path) -> dict[str, Path]:
+def built_layers(
+    template: dict[str, Any], build_dir: Path | None, scratch: Path, *, bytecode: bool = False
+) -> dict[str, Path]:
     """Layer logical id -> its /opt/python folder: from `sam build` if it built them, else built here."""
     folders = {}
     for layer_id, source in layer_sources(template).items():
@@ -316,7 +377,7 @@ def built_layers(template: dict[str, Any], build_dir: Path | None, scratch: Path
         if built is not None and built.is_dir():
             folders[layer_id] = built
         elif (source / "requirements.txt").is_file():
-            folders[layer_id] = build(source, scratch / layer_id)
+            folders[layer_id] = build(source, scratch / layer_id, bytecode=bytecode)
         else:
             folders[layer_id] = source  # our own package, shipped as it is
     return folders
@@ -364,15 +425,18 @@ def real_pip_check(folders: list[Path], scratch: Path) -> str:
     return output
 
 
-def check(build_dir: Path | None) -> Report:
+def check(build_dir: Path | None, *, bytecode: bool = False) -> Report:
+    """`bytecode`: when no build dir has the layers, build them with bytecode as `sam build` does (slower;
+    the rules checked here do not depend on it, the sizes do)."""
     template = load_template()
     report = Report()
     with tempfile.TemporaryDirectory(prefix="layers-") as tmp:
         scratch = Path(tmp)
-        folders = built_layers(template, build_dir, scratch)
+        folders = built_layers(template, build_dir, scratch, bytecode=bytecode)
         runtime_folder = runtime_tree(scratch)
         runtime = distributions(runtime_folder, "runtime")
         report.sizes = {layer_id: folder_size(folder) for layer_id, folder in folders.items()}
+        report.bytecode = {layer_id: bytecode_share(folder) for layer_id, folder in folders.items()}
         report.problems += stale(folders)
         combinations: dict[tuple[str, ...], list[str]] = {}
         for function, layer_ids in function_layers(template).items():
@@ -392,7 +456,8 @@ def _print_report(report: Report, build_dir: Path | None) -> None:
     source = f"built by sam build ({build_dir})" if build_dir else "built here into a temporary folder"
     print(f"layers ({source}), unzipped:")
     for layer_id, size in report.sizes.items():
-        print(f"  {layer_id:<12} {size / 1e6:7.1f} MB")
+        share = report.bytecode.get(layer_id, 0.0)
+        print(f"  {layer_id:<12} {size / 1e6:7.1f} MB  (python3.13 bytecode for {share:.0%} of its modules)")
     for combo in sorted({tuple(ids) for ids in report.functions.values()}):
         users = sorted(f for f, ids in report.functions.items() if tuple(ids) == combo)
         total = sum(report.sizes[i] for i in combo) / 1e6
@@ -410,19 +475,27 @@ def main(argv: list[str] | None = None) -> int:
     build_parser = commands.add_parser("build")
     build_parser.add_argument("layer", type=Path)
     build_parser.add_argument("out", type=Path)
+    build_parser.add_argument(
+        "--no-bytecode",
+        action="store_true",
+        help="skip compiling python3.13 bytecode (faster, slower starts)",
+    )
     check_parser = commands.add_parser("check")
     check_parser.add_argument("--build-dir", type=Path, default=ROOT / ".aws-sam" / "build")
+    check_parser.add_argument(
+        "--bytecode", action="store_true", help="without a build dir, build the layers with bytecode too"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "lock":
             pins = lock()
             print(f"{LOCK.relative_to(ROOT)}: {len(pins)} distributions")
         elif args.command == "build":
-            target = build(args.layer.resolve(), args.out)
+            target = build(args.layer.resolve(), args.out, bytecode=not args.no_bytecode)
             print(f"{args.layer.name}: {folder_size(target) / 1e6:.1f} MB unzipped in {target}")
         else:
             build_dir = args.build_dir if (args.build_dir / "template.yaml").is_file() else None
-            report = check(build_dir)
+            report = check(build_dir, bytecode=args.bytecode)
             _print_report(report, build_dir)
             if report.problems:
                 print("\n".join(["layer check FAILED:", *(f"  {p}" for p in report.problems)]))

@@ -172,7 +172,9 @@ class Authorizer:
     def function_id(self) -> str:
         resource = referenced_resource(self.function_arn)
         if resource is None:
-            raise TemplateError(f"authorizer {self.name}: FunctionArn must be !GetAtt <Function>.Arn")
+            raise TemplateError(
+                f"authorizer {self.name}: FunctionArn must be !GetAtt <Function>.Arn or !Ref <Function>.Alias"
+            )
         return resource
 
 
@@ -206,10 +208,12 @@ def _method(value: Any) -> str:
 
 
 def referenced_resource(value: Any) -> str | None:
-    """The logical id in `!Ref X` / `!GetAtt X.Attr`, else None."""
+    """The logical id in `!Ref X` / `!GetAtt X.Attr`, else None. SAM's `!Ref X.Alias` (the function's
+    AutoPublishAlias) and `!Ref X.Version` name the function X: locally there is only its one version."""
     if isinstance(value, dict) and len(value) == 1:
         if "Ref" in value and isinstance(value["Ref"], str):
-            return value["Ref"]
+            name, _, suffix = value["Ref"].partition(".")
+            return name if suffix in ("Alias", "Version") else value["Ref"]
         if "Fn::GetAtt" in value and isinstance(value["Fn::GetAtt"], list):
             return str(value["Fn::GetAtt"][0])
     return None
@@ -381,7 +385,9 @@ class Template:
             function = referenced_resource((spec or {}).get("FunctionArn"))
             if function is None:
                 where = f"{logical_id}.Routes.{route_key}"
-                raise TemplateError(f"{where}: FunctionArn must be !GetAtt <Function>.Arn")
+                raise TemplateError(
+                    f"{where}: FunctionArn must be !GetAtt <Function>.Arn or !Ref <Function>.Alias"
+                )
             routes[str(route_key)] = function
         stage = props.get("StageName", "$default")
         return WebSocketApi(logical_id=logical_id, stage_name=stage, routes=routes)

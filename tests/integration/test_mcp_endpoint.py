@@ -206,6 +206,10 @@ def test_a_gone_session_is_404_with_a_jsonrpc_body_on_every_request(
             mcp.request("initialize", {"protocolVersion": "2025-11-25"}, version=None),
             mcp.request("tools/list"),
             mcp.request("tools/call", {"name": "run_command", "arguments": {"command": "id"}}),
+            # tools/list and tools/call read the session once, inside the router: still 404 before any
+            # complaint about their params.
+            mcp.request("tools/list", {"cursor": "not a cursor"}),
+            mcp.request("tools/call", {"name": 7}),
             mcp.request("no/such/method"),
             mcp.post({"jsonrpc": "2.0", "method": "notifications/initialized"}, "2025-11-25"),
             mcp.modern("server/discover"),

@@ -19,7 +19,7 @@ per request. The stream-driven invalidator (cache_sync) is the backstop when eve
 
 from __future__ import annotations
 
-import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -41,8 +41,11 @@ class CacheEpoch:
         copy: int | None = None,
     ) -> None:
         self._store = store
-        # Readers spread over the copies (one DynamoDB partition each); writers raise them all.
-        self._copy = (os.getpid() if copy is None else copy) % max(1, copies)
+        # Readers spread over the copies (one DynamoDB partition each); writers raise them all. A process
+        # picks its copy at its first read, at random: not from its pid, which every execution environment
+        # restored from one SnapStart snapshot shares (and not before the snapshot: no read happens then).
+        self._copies = max(1, copies)
+        self._copy: int | None = None if copy is None else copy % self._copies
         self._refresh = refresh_seconds
         self._margin = margin_ms
         self._monotonic = monotonic
@@ -56,6 +59,8 @@ class CacheEpoch:
             fresh = self._fetched_at is not None and self._monotonic() - self._fetched_at < self._refresh
             if fresh:
                 return self._known
+        if self._copy is None:
+            self._copy = secrets.randbelow(self._copies)
         try:
             value = self._store.read(self._copy)
         except DependencyUnavailable:

@@ -36,6 +36,12 @@ def ulid(now_ms: int | None = None) -> str:
     return "".join(reversed(chars))
 
 
+def forget_last() -> None:
+    """Start afresh (after a SnapStart restore: the last id made belongs to the snapshot, not to us)."""
+    with _lock:
+        _last[0], _last[1] = 0, 0
+
+
 def new_session_id() -> str:
     return f"ses_{ulid()}"
 

@@ -213,10 +213,14 @@ class McpEndpoint:
         modern = version == MODERN_VERSION
         if modern:
             self._check_modern(headers, method, params)
-        self._router.live_session(project_id, session_id)  # NotFound → 404, before anything else
-        if "id" not in message:  # notifications (and responses): accepted, nothing to answer
+        if "id" not in message:  # notifications: accepted, nothing to answer (but a gone session is 404)
+            self._router.live_session(project_id, session_id)
             return McpReply(202)
         request_id = message["id"]
+        if method not in ("tools/list", "tools/call"):
+            # NotFound → 404, before anything else. tools/list and tools/call read the live session as their
+            # first step (the router's NotFound is the same 404): reading it here too cost a second GetItem.
+            self._router.live_session(project_id, session_id)
         if method == "initialize" and not modern:
             result = self._initialize(params)
         elif method == "ping" and not modern:
@@ -282,8 +286,8 @@ class McpEndpoint:
     def _tools_list(
         self, project_id: str, session_id: str, params: dict[str, Any], modern: bool
     ) -> dict[str, Any]:
+        _, tools = self._router.session_tools(project_id, session_id)  # a gone session: 404 first
         offset = _decode_cursor(params.get("cursor"))
-        _, tools = self._router.session_tools(project_id, session_id)
         page = tools[offset : offset + PAGE_SIZE]
         result: dict[str, Any] = {"tools": [_mcp_tool(tool) for tool in page]}
         if offset + PAGE_SIZE < len(tools):
@@ -297,6 +301,7 @@ class McpEndpoint:
     ) -> dict[str, Any]:
         name, arguments = params.get("name"), params.get("arguments") or {}
         if not isinstance(name, str) or not isinstance(arguments, dict):
+            self._router.live_session(project_id, session_id)  # a gone session is 404 whatever was sent
             raise McpError(INVALID_PARAMS, "tools/call needs a tool name and an arguments object")
         try:
             result = self._router.call(project_id, session_id, name, arguments)

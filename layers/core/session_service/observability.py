@@ -8,7 +8,8 @@ path through API Gateway and Lambda (initialization, invocation, overhead) with 
 X-Ray SDK (Powertools Tracer) adds subsegments for each AWS call and our annotations, but importing it costs
 about 185 ms of every cold start (`python -X importtime`: aws_xray_sdk.core, which also pulls in
 botocore.session), so it is off unless a stack turns it on (`TRACE_SDK=true`, the XRaySdkTracing
-parameter); then it is imported at initialization and wraps every handler.
+parameter, which also attaches the TracingLayer that ships the SDK); then it is imported at initialization
+and wraps every handler.
 """
 
 from __future__ import annotations

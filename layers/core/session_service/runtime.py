@@ -6,9 +6,12 @@ The cache is keyed by the Settings value, so a changed environment gets fresh cl
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
+from session_service import snapstart
 from session_service.settings import Settings
 
 if TYPE_CHECKING:
@@ -300,6 +303,66 @@ class Container:
 
         return Admin(DynamoProjectStore(self.tables), DynamoKeyStore(self.tables))
 
+    def warm(self) -> None:
+        """SnapStart's before-snapshot hook (session_service.snapstart): import what this function's requests
+        import and build the services its environment configures, with their SDK clients, so that a
+        restored copy does not pay for them on its first request. It opens no connection. A step that fails
+        is logged and left to the first request, as without SnapStart (a failing hook fails the publish)."""
+        s = self.settings
+        steps: list[tuple[bool, Callable[[], object]]] = [
+            (any(_table_names(s)), lambda: self.tables.connection.client),  # botocore loads DynamoDB's model
+            (bool(s.sessions_table), lambda: self.sessions),  # the store, the cache's client, the queue's
+            (bool(s.api_keys_table), lambda: self.authenticator),
+            (bool(s.sessions_table and s.messages_table), lambda: self.messages),
+            (bool(s.tools_table), lambda: self.tool_catalog),
+            # The e2b SDK is imported, but the provider is built on the first request: it reads the E2B key
+            # from its secret, which must not be in the snapshot (and may still be the placeholder then).
+            (_e2b(s), lambda: importlib.import_module("session_service.adapters.e2b_sandboxes")),
+            (bool(s.teardown_queue_url and s.sessions_table), lambda: self.sweeper),
+            (bool(s.redis_host), lambda: self.cache_sync),
+            (bool(s.connections_table and s.api_keys_table), lambda: self.feed_connections),
+            (bool(s.connections_table and s.websocket_endpoint), lambda: self.notifier),
+            (True, _build_models),
+        ]
+        for wanted, step in steps:
+            if wanted:
+                try:
+                    step()
+                except Exception as error:
+                    from session_service.observability import logger
+
+                    logger.warning("SnapStart warm-up step failed", extra={"error": repr(error)})
+
+
+def _table_names(settings: Settings) -> list[str]:
+    return [
+        settings.sessions_table,
+        settings.projects_table,
+        settings.api_keys_table,
+        settings.audit_table,
+        settings.tokens_table,
+        settings.tools_table,
+        settings.messages_table,
+        settings.connections_table,
+        settings.keys_table,
+        settings.idempotency_table,
+    ]
+
+
+def _e2b(settings: Settings) -> bool:
+    return bool(settings.e2b_api_key_secret_arn or settings.e2b_api_key)
+
+
+def _build_models() -> None:
+    """The request and response models are built on first use (defer_build): build them now instead."""
+    from pydantic import BaseModel
+
+    from session_service import models
+
+    for value in vars(models).values():
+        if isinstance(value, type) and issubclass(value, BaseModel) and value is not BaseModel:
+            value.model_rebuild(force=True)
+
 
 @lru_cache(maxsize=64)  # one per function where one process runs them all (Settings.function_name)
 def container_for(settings: Settings) -> Container:
@@ -376,3 +439,7 @@ def project_limits() -> ProjectLimits:
 
 def idempotency() -> PowertoolsIdempotency:
     return container().idempotency
+
+
+if snapstart.wanted():  # Lambda is initialising this function for a SnapStart snapshot
+    snapstart.register(lambda: container().warm())
