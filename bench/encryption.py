@@ -28,15 +28,12 @@ from typing import Any
 
 import botocore.client
 
-from devstack.functions import InProcessInvoker, LocalEndpoints, local_overrides
-from devstack.provision import provision
-from devstack.services import MotoServer
-from devstack.template import Template
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench` as a package, from any cwd
+from bench.stack import BenchStack
 
 os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
 ROOT = Path(__file__).resolve().parents[1]
-REGION = "us-east-1"
 ROUNDS = 200
 GOAL_RATIO = 1.15
 PLAIN = {"KEYS_TABLE": "", "CONTENT_KEY_ID": "", "REDIS_HOST": ""}
@@ -51,12 +48,6 @@ def _counting(client: Any, operation: str, params: dict[str, Any]) -> Any:
     table = params.get("TableName") or ",".join(params.get("RequestItems", {})) or ""
     calls[f"{service}:{operation}" + (f"({table.rsplit('-', 1)[-1]})" if table else "")] += 1
     return _original(client, operation, params)
-
-
-def event(name: str, **changes: Any) -> dict[str, Any]:
-    data = json.loads((ROOT / "events" / name).read_text())
-    data.update(changes)
-    return data
 
 
 def interleaved_p50(a: Callable[[], Any], b: Callable[[], Any], rounds: int = ROUNDS) -> tuple[float, float]:
@@ -121,57 +112,32 @@ def main() -> None:
 
 
 def measure() -> tuple[list[tuple[str, float, float]], Counter[str], Counter[str]]:
-    template = Template.load(ROOT / "template.yaml")
-    with MotoServer() as moto:
-        resources = provision(template, endpoint_url=moto.url, region=REGION)
-        endpoints = LocalEndpoints(moto.url, REGION, "http://127.0.0.1:9", "http://127.0.0.1:9", "unused")
-        invoker = InProcessInvoker(template, resources, local_overrides(endpoints))
-        for name, value in local_overrides(endpoints).items():
-            os.environ.setdefault(name, value)
-        from session_service.runtime import container_for
-        from session_service.settings import Settings
-
-        admin = container_for(
-            Settings(
-                region=REGION,
-                aws_endpoint_url=moto.url,
-                projects_table=resources.ref("ProjectsTable"),
-                api_keys_table=resources.ref("ApiKeysTable"),
-            )
-        ).admin
-        project = admin.create_project("bench-encryption")
-        authorizer = {"lambda": {"project_id": project.project_id}}
-
-        def http(name: str, **changes: Any) -> dict[str, Any]:
-            data = event(name, **changes)
-            data["requestContext"]["authorizer"] = authorizer
-            return data
+    with BenchStack() as stack:
 
         def invoke(function: str, data: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
-            reply = invoker.invoke(function, data, env_overrides=env)
+            reply = stack.invoker.invoke(function, data, env_overrides=env)
             assert reply["statusCode"] < 300, reply
             return json.loads(reply["body"])
 
-        metadata = json.dumps({"user_id": "bench", "metadata": {"channel": "slack", "note": "x" * 512}})
+        create = json.dumps({"user_id": "bench", "metadata": {"channel": "slack", "note": "x" * 512}})
         sessions = {
-            mode: invoke("CreateSessionFunction", http("create_session.json", body=metadata), env)["id"]
+            mode: invoke(
+                "CreateSessionFunction",
+                stack.http_event("create_session.json", "/v1/sessions", body=create),
+                env,
+            )["id"]
             for mode, env in (("keyed", KEYED), ("plain", PLAIN))
         }
 
         def get(mode: str, env: dict[str, str]) -> Callable[[], Any]:
             sid = sessions[mode]
-            data = http("get_session.json", rawPath=f"/v1/sessions/{sid}", pathParameters={"session_id": sid})
+            data = stack.http_event("get_session.json", f"/v1/sessions/{sid}", sid)
             return lambda: invoke("GetSessionFunction", json.loads(json.dumps(data)), env)
 
         def append(mode: str, env: dict[str, str]) -> Callable[[], Any]:
             sid = sessions[mode]
             body = json.dumps({"content": {"role": "user", "text": "hello " * 40}})
-            data = http(
-                "append_message.json",
-                rawPath=f"/v1/sessions/{sid}/messages",
-                pathParameters={"session_id": sid},
-                body=body,
-            )
+            data = stack.http_event("append_message.json", f"/v1/sessions/{sid}/messages", sid, body=body)
             return lambda: invoke("AppendMessageFunction", json.loads(json.dumps(data)), env)
 
         botocore.client.BaseClient._make_api_call = _counting  # type: ignore[method-assign]
