@@ -329,9 +329,12 @@ def test_an_idempotency_record_is_sealed_with_its_session_and_shredded_with_it(
     assert {record["session_id"] for record in stored} == {sid}
 
     assert api.call("DELETE", f"/v1/sessions/{sid}", key=project.api_key).status == 200
-    # Every path of a deleted session is 404, a replay's too (its key may still be in a warm process).
+    # Every path of a deleted session is 404, a replay's too (its key may still be in a warm process), and a
+    # key reused with another body (422 on a live session).
     late = api.call("POST", path, key=project.api_key, body={"content": SECRET_MESSAGE}, headers=once)
     assert late.status == 404 and "idempotent-replayed" not in late.headers
+    reused = api.call("POST", path, key=project.api_key, body={"content": "other"}, headers=once)
+    assert reused.status == 404, reused.body
     assert [run.failed_ids for run in teardown.drain()] == [[]]
     process = fresh_process(settings_of(invoker, "AppendMessageFunction"))
     for record in stored:
@@ -347,3 +350,39 @@ def test_an_idempotency_record_is_sealed_with_its_session_and_shredded_with_it(
         headers={"idempotency-key": "create-1"},
     )
     assert replay.status == 404 and replay.body["error"]["code"] == "not_found"
+
+
+def test_a_lone_surrogate_in_content_is_422_and_changes_nothing(api: Api, project: Project) -> None:
+    """JSON may escape half a surrogate pair alone; that is no Unicode text and cannot be sealed or stored."""
+    session = api.create(project)
+    listing = {"user_id": "surrogate"}
+    bad = '{"user_id": "surrogate", "metadata": {"note": "\\ud800"}}'
+    reply = api.call("POST", "/v1/sessions", key=project.api_key, raw_body=bad)
+    assert reply.status == 422 and reply.body["error"]["details"][0]["type"] == "unicode"
+    assert api.call("GET", "/v1/sessions", key=project.api_key, query=listing).body["items"] == []
+    path = f"/v1/sessions/{session['id']}"
+    patched = api.call("PATCH", path, key=project.api_key, raw_body='{"metadata": {"x": "\\udfff"}}')
+    appended = api.call("POST", f"{path}/messages", key=project.api_key, raw_body='{"content": "\\ud83d"}')
+    assert patched.status == 422 and appended.status == 422
+    assert api.call("GET", path, key=project.api_key).body == session  # version 1, unchanged
+    assert api.call("GET", f"{path}/messages", key=project.api_key).body["items"] == []
+    pair = api.call("POST", f"{path}/messages", key=project.api_key, raw_body='{"content": "\\ud83d\\ude00"}')
+    assert pair.status == 201 and pair.body["content"] == "\U0001f600"  # a whole pair is a character
+
+
+def test_teardown_of_a_session_whose_tombstone_expired_still_deletes_its_key(
+    api: Api, project: Project, moto_server: Any, local_resources: Any, teardown: TeardownPipeline
+) -> None:
+    session = api.create(project)
+    sid = session["id"]
+    dynamodb = aws_client("dynamodb", moto_server.url, "us-east-1")
+    key = {"pk": {"S": keys.session_key_partition(project.project_id, sid)}}
+    keys_table = str(local_resources.ref("KeysTable"))
+    assert "Item" in dynamodb.get_item(TableName=keys_table, Key=key, ConsistentRead=True)
+    dynamodb.delete_item(  # as DynamoDB's TTL removes a tombstone after TombstoneRetentionDays
+        TableName=str(local_resources.ref("SessionsTable")),
+        Key={"pk": {"S": keys.session_partition(project.project_id, sid)}, "session_id": {"S": sid}},
+    )
+    teardown.send_raw(json.dumps({"project_id": project.project_id, "session_id": sid, "deleted_at": "x"}))
+    assert [run.failed_ids for run in teardown.drain()] == [[]]
+    assert "Item" not in dynamodb.get_item(TableName=keys_table, Key=key, ConsistentRead=True)

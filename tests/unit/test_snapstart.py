@@ -88,6 +88,9 @@ ENV = {
     "E2B_API_KEY_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:e2b",
     "REDIS_HOST": "cache.example.internal",
     "REDIS_TLS": "true",
+    "KEYS_TABLE": "keys",
+    "CONTENT_KEY_ID": "00000000-0000-0000-0000-000000000000",
+    "IDEMPOTENCY_TABLE": "idempotency",
     "POWERTOOLS_SERVICE_NAME": "session-service",
     "LOG_LEVEL": "WARNING",
 }
@@ -134,7 +137,7 @@ def test_without_the_after_restore_hook_the_snapshot_would_share_the_prng() -> N
 
 def test_before_the_snapshot_the_function_is_warmed_without_any_connection() -> None:
     result = simulate("hooks")  # the network is refused in the child: building may not connect
-    assert {"tables", "store", "cache", "queue", "sessions"} <= set(result["built"])
+    assert {"tables", "store", "cache", "queue", "sessions", "rate_limiter", "cipher"} <= set(result["built"])
     assert result["e2b_imported"]  # its import is most of an E2B function's first request
     assert "sandboxes" not in result["built"]  # that reads the E2B key: on the first request, never before
 

@@ -274,7 +274,22 @@ def parse_body(
             f"request body is nested more than {MAX_JSON_DEPTH} levels deep",
             details=[{"loc": ["body"], "msg": "too deeply nested", "type": "json_depth"}],
         )
+    if "\\ud" in raw.lower() and not _encodable(data):  # only a \uD800-\uDFFF escape can make one
+        raise ValidationFailed(
+            "a string in the request body contains a lone surrogate (not a Unicode character)",
+            details=[{"loc": ["body"], "msg": "lone surrogate escape", "type": "unicode"}],
+        )
     return validate(model, data, location="body")
+
+
+def _encodable(data: Any) -> bool:
+    """JSON text may escape half of a surrogate pair alone (\\ud800); such a string is no Unicode text and
+    cannot be stored, sealed or sent back as UTF-8."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_query(app: APIGatewayHttpResolver, model: type[M]) -> M:

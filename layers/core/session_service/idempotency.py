@@ -44,10 +44,13 @@ class SessionSealing:
     def seal(self, session_id: str, payload: dict[str, Any]) -> bytes:
         return self._cipher.seal(self._project_id, session_id, "idempotent-response", payload)
 
-    def open(self, session_id: str, sealed: bytes) -> dict[str, Any]:
+    def require_live(self, session_id: str) -> None:
         session = self._sessions.get(self._project_id, session_id)
         if session is None or session.is_deleted:
             raise NotFound("session not found")
+
+    def open(self, session_id: str, sealed: bytes) -> dict[str, Any]:
+        self.require_live(session_id)
         try:
             opened: dict[str, Any] = self._cipher.open(
                 self._project_id, session_id, "idempotent-response", sealed

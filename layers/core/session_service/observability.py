@@ -50,7 +50,11 @@ def sdk_tracing() -> bool:
 
 def traced(handler: F) -> F:
     """The handler wrapped by the X-Ray SDK's capture when SDK tracing is on; the handler itself otherwise."""
-    return cast(F, tracer().capture_lambda_handler(handler)) if sdk_tracing() else handler
+    if not sdk_tracing():
+        return handler
+    # Never the response or the error as trace metadata: a response carries session content (metadata,
+    # messages, command output), which X-Ray would keep for 30 days, out of reach of the content keys.
+    return cast(F, tracer().capture_lambda_handler(handler, capture_response=False, capture_error=False))
 
 
 def annotate(key: str, value: str) -> None:

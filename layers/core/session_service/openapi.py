@@ -53,7 +53,8 @@ that spend compute (`x-rate-limit: compute`: execute, tool calls, MCP tools/call
 characters, scoped to the project, kept 24 h). The same key with the same body replays the first response
 (status and body) with `Idempotent-Replayed: true` and does not do the work again; the same key with another
 body is 422 `idempotency_key_reused`; the same key while the first request still runs is 409
-`idempotency_in_progress`.
+`idempotency_in_progress`. Once the session a key's request was about (or created) is deleted, a retry
+with that key is 404, as every path of a deleted session is.
 """
 
 ERROR_CODES: dict[int, str] = {

@@ -100,7 +100,7 @@ OPERATIONS: tuple[Operation, ...] = (
         API_KEY,
         {201: r.Session, 200: r.Session},
         body=CreateSessionRequest,
-        errors=(409,),
+        errors=(404, 409),  # 404: an Idempotency-Key replay of a create whose session is deleted since
         idempotent=True,
         links={201: _SESSION_LINKS, 200: _SESSION_LINKS},
         example={"user_id": "user-42", "tag": "support-7", "config": {"model": "m1"}},

@@ -312,6 +312,11 @@ class Container:
         steps: list[tuple[bool, Callable[[], object]]] = [
             (any(_table_names(s)), lambda: self.tables.connection.client),  # botocore loads DynamoDB's model
             (bool(s.sessions_table), lambda: self.sessions),  # the store, the cache's client, the queue's
+            (bool(s.redis_host), lambda: self.rate_limiter),
+            (bool(s.projects_table and s.api_keys_table), lambda: self.project_limits),
+            # The content keys' KMS client and AES-GCM (no key is read: keys are per project and session).
+            (bool(s.keys_table and s.content_key_id), lambda: self.cipher),
+            (bool(s.keys_table and s.content_key_id), _import_aead),
             (bool(s.api_keys_table), lambda: self.authenticator),
             (bool(s.sessions_table and s.messages_table), lambda: self.messages),
             (bool(s.tools_table), lambda: self.tool_catalog),
@@ -351,6 +356,10 @@ def _table_names(settings: Settings) -> list[str]:
 
 def _e2b(settings: Settings) -> bool:
     return bool(settings.e2b_api_key_secret_arn or settings.e2b_api_key)
+
+
+def _import_aead() -> object:
+    return importlib.import_module("cryptography.hazmat.primitives.ciphers.aead")
 
 
 def _build_models() -> None:

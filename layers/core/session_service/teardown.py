@@ -70,6 +70,8 @@ class Teardown:
         session = self._store.get(project_id, session_id)
         if session is None:
             logger.info("teardown: session already purged", extra={"session_id": session_id})
+            if self._content_keys is not None:  # its tombstone expired first: its key must not outlive it
+                self._content_keys.destroy_session_key(project_id, session_id)
             return TeardownReport("skipped")
         if not session.is_deleted:
             return self._kill_strays(project_id, session_id, deadline)

@@ -66,7 +66,10 @@ class Sealing(Protocol):
     def seal(self, session_id: str, payload: dict[str, Any]) -> bytes: ...
 
     def open(self, session_id: str, sealed: bytes) -> dict[str, Any]:
-        """NotFound when the session's key is gone."""
+        """NotFound when the session is deleted or its key is gone."""
+
+    def require_live(self, session_id: str) -> None:
+        """NotFound when the session is deleted: a deleted session's paths are 404 before anything else."""
 
 
 class StoredResponse(BaseIdempotencySerializer):
@@ -161,6 +164,12 @@ class PowertoolsIdempotency:
         )
         self._stores: dict[str, DynamoDBPersistenceLayer] = {}
 
+    @staticmethod
+    def _require_live(sealing: Sealing | None, session_id: str | None) -> None:
+        """A deleted session's paths are 404, whatever its keys' records say (reused, in progress)."""
+        if sealing is not None and session_id is not None:
+            sealing.require_live(session_id)
+
     def _store(self, route: str) -> DynamoDBPersistenceLayer:
         """One persistence layer per route (a route's key prefix never changes, so it is safe to share)."""
         if route not in self._stores:
@@ -206,10 +215,12 @@ class PowertoolsIdempotency:
         try:
             response = once(call={"project_id": project_id, "key": key, "request": request})
         except IdempotencyValidationError as error:
+            self._require_live(sealing, session_id)
             raise IdempotencyKeyReused(
                 "this Idempotency-Key was used with a different request; use a new key for a new request"
             ) from error
         except IdempotencyAlreadyInProgressError as error:
+            self._require_live(sealing, session_id)
             raise IdempotencyInProgress(
                 "a request with this Idempotency-Key is still running; retry once it has finished"
             ) from error
