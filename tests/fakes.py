@@ -107,7 +107,8 @@ class FakeSessionStore:
             start = next(i for i, s in enumerate(live) if s.session_id == query.cursor) + 1
         items = live[start : start + query.limit]
         more = start + query.limit < len(live)
-        return Page(items=items, next_cursor=items[-1].session_id if more and items else None)
+        cursors = tuple(s.session_id for s in items)
+        return Page(items=items, next_cursor=cursors[-1] if more and items else None, cursors=cursors)
 
     def mark_deleted(self, project_id: str, session_id: str, at: str) -> None:
         key = (project_id, session_id)

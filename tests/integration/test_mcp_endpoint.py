@@ -13,6 +13,7 @@ import pytest
 
 from plugins.api import Api, Project
 from plugins.teardown import TeardownPipeline
+from session_service import ids
 
 MODERN = "2026-07-28"
 META = {
@@ -213,9 +214,31 @@ def test_a_gone_session_is_404_with_a_jsonrpc_body_on_every_request(
             mcp.request("no/such/method"),
             mcp.post({"jsonrpc": "2.0", "method": "notifications/initialized"}, "2025-11-25"),
             mcp.modern("server/discover"),
+            # What the transport refuses is still 404 here: the client learns the session ended.
+            mcp.post("{not json", "2025-06-18"),
+            mcp.post([{"jsonrpc": "2.0", "id": 1, "method": "ping"}], "2025-06-18"),
+            mcp.post({"jsonrpc": "2.0", "id": None, "method": "ping"}, "2025-06-18"),
+            mcp.request("tools/list", version="1999-01-01"),
+            mcp.request("tools/list", {}, MODERN, **{"mcp-method": "tools/call"}),
         ):
             assert reply.status == 404, reply.body
             assert reply.body["jsonrpc"] == "2.0" and reply.body["error"]["code"] == -32001
+        listen = api.call(
+            "GET",
+            f"/v1/sessions/{session['id']}/mcp",
+            key=None if mcp.token else project.api_key,
+            token=mcp.token,
+        )
+        assert listen.status == 404 and listen.body["error"]["code"] == -32001
+
+
+def test_a_session_that_never_existed_is_404_on_every_request(api: Api, project: Project) -> None:
+    mcp = Mcp(api, project, ids.new_session_id())  # well formed: its read finds nothing
+    for reply in (
+        mcp.request("initialize", {"protocolVersion": "2025-11-25"}),
+        mcp.post("{not json", "2025-06-18"),
+    ):
+        assert reply.status == 404 and reply.body["error"]["code"] == -32001, reply.body
 
 
 def test_a_token_for_another_session_gets_a_jsonrpc_404(api: Api, project: Project, session: dict) -> None:

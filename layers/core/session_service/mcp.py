@@ -43,6 +43,7 @@ from session_service.errors import (
 )
 from session_service.limits import RateLimiter, RateLimits
 from session_service.models import Tool
+from session_service.output import items_that_fit
 from session_service.tools import ToolRouter
 
 LEGACY_VERSIONS = ("2025-03-26", "2025-06-18", "2025-11-25")
@@ -57,6 +58,7 @@ INSTRUCTIONS = (
 )
 PAGE_SIZE = 100
 META = "io.modelcontextprotocol/"
+OUTPUT_META = "session-service/output"  # a tool result's _meta key (MCP: a prefix, then a name)
 
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL = (
     -32700,
@@ -151,12 +153,15 @@ class McpEndpoint:
         self, project_id: str, session_id: str, method: str, headers: dict[str, str], body: str | None
     ) -> McpReply:
         if method != "POST":
-            reply = error_body(None, INVALID_REQUEST, f"{method} is not supported: POST one JSON-RPC message")
-            return McpReply(405, reply, {"allow": "POST"})
+            body_405 = error_body(
+                None, INVALID_REQUEST, f"{method} is not supported: POST one JSON-RPC message"
+            )
+            return self._unless_gone(project_id, session_id, None, McpReply(405, body_405, {"allow": "POST"}))
         try:
             message = self._message(body)
         except McpError as error:
-            return McpReply(error.status, error_body(None, error.code, error.message, error.data))
+            refused = McpReply(error.status, error_body(None, error.code, error.message, error.data))
+            return self._unless_gone(project_id, session_id, None, refused)
         request_id = message.get("id")
         try:
             return self._dispatch(project_id, session_id, headers, message)
@@ -166,9 +171,24 @@ class McpEndpoint:
             if "id" not in message and error.status < 400:  # a notification gets no JSON-RPC answer...
                 return McpReply(202)
             # ...but one the transport refuses (a bad header) is an HTTP error, with an id-less body.
-            return McpReply(error.status, error_body(request_id, error.code, error.message, error.data))
+            refused = McpReply(error.status, error_body(request_id, error.code, error.message, error.data))
+            return self._unless_gone(project_id, session_id, request_id, refused)
         except (SandboxUnavailable, DependencyUnavailable) as error:
             return McpReply(200, error_body(request_id, INTERNAL, f"{error.message} (retry the request)"))
+
+    def _unless_gone(self, project_id: str, session_id: str, request_id: Any, reply: McpReply) -> McpReply:
+        """A refused request (bad framing, a bad header, GET) on a deleted, foreign or unknown session is
+        404 like every other request to it: a client learns the session ended whatever it sent. Only
+        refusals pay for this read."""
+        if reply.status < 400:
+            return reply
+        try:
+            self._router.live_session(project_id, session_id)
+        except NotFound:
+            return session_gone(request_id)
+        except (SandboxUnavailable, DependencyUnavailable):
+            return reply  # the refusal stands: it is about the request, not the session
+        return reply
 
     # -- framing -------------------------------------------------------------------------------------------
 
@@ -288,10 +308,11 @@ class McpEndpoint:
     ) -> dict[str, Any]:
         _, tools = self._router.session_tools(project_id, session_id)  # a gone session: 404 first
         offset = _decode_cursor(params.get("cursor"))
-        page = tools[offset : offset + PAGE_SIZE]
-        result: dict[str, Any] = {"tools": [_mcp_tool(tool) for tool in page]}
-        if offset + PAGE_SIZE < len(tools):
-            result["nextCursor"] = _encode_cursor(offset + PAGE_SIZE)
+        listed = [_mcp_tool(tool) for tool in tools[offset : offset + PAGE_SIZE]]
+        listed = listed[: items_that_fit(listed)]  # a page too big for a response ends early
+        result: dict[str, Any] = {"tools": listed}
+        if offset + len(listed) < len(tools):
+            result["nextCursor"] = _encode_cursor(offset + len(listed))
         if modern:
             result.update(ttlMs=0, cacheScope="private")  # a tool PUT is visible at once: nothing to cache
         return result
@@ -318,6 +339,8 @@ class McpEndpoint:
         body: dict[str, Any] = {"content": result.content, "isError": result.is_error}
         if result.structured_content is not None:
             body["structuredContent"] = result.structured_content
+        if result.output is not None:  # exit code and truncation, as the REST call's `output`
+            body["_meta"] = {OUTPUT_META: result.output}
         return body
 
 

@@ -23,6 +23,7 @@ from session_service.models import (
     Message,
     Session,
 )
+from session_service.output import items_that_fit
 from session_service.ports import ContentCipher, MessageStore, SessionStore
 
 
@@ -76,7 +77,10 @@ class MessageService:
             before_seq=params.before_seq,
             limit=params.limit,
         )
-        return [self._open(message) for message in messages], more
+        opened = [self._open(message) for message in messages]
+        fit = items_that_fit([message.to_api() for message in opened])
+        # A page too big for a response ends early; has_more, and the last seq resumes it either way.
+        return opened[:fit], more or fit < len(opened)
 
     def _open(self, message: Message) -> Message:
         """NotFound when the session's key is gone (torn down, or a restored backup of a torn-down one)."""

@@ -138,6 +138,8 @@ class Session:
 class Page:
     items: list[Session]
     next_cursor: str | None
+    # The cursor that resumes after each item, so that a page can be cut short (output.items_that_fit).
+    cursors: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -514,11 +516,16 @@ class ToolResult:
     structured_content: dict[str, Any] | None = None
     sandbox_id: str | None = None
     duration_ms: int = 0
+    # A command's facts (exit code, timed out, per stream: bytes printed and whether the text is cut), for
+    # the tools that run one: the content alone cannot say that output was truncated.
+    output: dict[str, Any] | None = None
 
     def to_api(self) -> dict[str, Any]:
         body: dict[str, Any] = {"content": self.content, "is_error": self.is_error}
         if self.structured_content is not None:
             body["structured_content"] = self.structured_content
+        if self.output is not None:
+            body["output"] = self.output
         body["sandbox_id"] = self.sandbox_id
         body["duration_ms"] = self.duration_ms
         return body

@@ -9,20 +9,43 @@ bytes there and a newline 3. Each stream may add at most WIRE_CEILING bytes to t
 
 Output is text: bytes that are not UTF-8 become U+FFFD (the E2B SDK decodes with errors="replace"), and the
 byte counts are of that decoded text in UTF-8 (an invalid byte counts as U+FFFD's 3 bytes).
+
+Listings get the same care: a page stops early when its items would pass PAGE_WIRE_BUDGET on the wire, and
+says there is more (a cursor, or has_more), however large each item may be.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 DEFAULT_OUTPUT_CAP = 1024 * 1024
 MAX_OUTPUT_CAP = 2 * 1024 * 1024
 WIRE_CEILING = 2_883_584  # 2.75 MiB per stream of the 6,291,556-byte Lambda response
+# What a page's items may add to a response, leaving its envelope and headers ~1 MiB of the 6,291,556 bytes.
+PAGE_WIRE_BUDGET = 5 * 1024 * 1024
 
 
 def wire_length(text: str) -> int:
     """Bytes `text` adds to a Lambda proxy response: JSON-escaped in the body, then again in `body`."""
     return len(json.dumps(json.dumps(text)[1:-1])) - 2
+
+
+def json_wire_length(value: Any) -> int:
+    """Bytes a JSON value adds to a Lambda proxy response: serialised in the body, then escaped in `body`."""
+    return len(json.dumps(json.dumps(value, separators=(",", ":")))) - 2
+
+
+def items_that_fit(items: Sequence[Any], budget: int = PAGE_WIRE_BUDGET) -> int:
+    """How many leading items (JSON-ready) a page can carry within `budget` on the wire; at least one, so
+    that a page always moves the cursor on. A page cut short says there is more (its cursor), never 500s."""
+    used = 0
+    for count, item in enumerate(items):
+        used += json_wire_length(item) + 1  # and its comma
+        if used > budget and count > 0:
+            return count
+    return len(items)
 
 
 class BoundedOutput:

@@ -149,10 +149,23 @@ class TextContent(TypedDict):
     text: str
 
 
+class CommandOutput(TypedDict):
+    """A command tool's run (catalog tools and run_command): its exit, and per stream the bytes it printed
+    and whether the text in `content` is cut short (stdout, or stderr when the call failed)."""
+
+    exit_code: int | None
+    timed_out: bool
+    stdout_truncated: bool
+    stderr_truncated: bool
+    stdout_bytes: int
+    stderr_bytes: int
+
+
 class ToolResult(TypedDict):
     content: list[TextContent]
     is_error: bool
     structured_content: NotRequired[JsonObject]
+    output: NotRequired[CommandOutput]
     sandbox_id: str | None
     duration_ms: int
 

@@ -25,6 +25,7 @@ from session_service.models import (
     UpdateSessionRequest,
 )
 from session_service.observability import annotate, count
+from session_service.output import items_that_fit
 from session_service.ports import ContentCipher, ResponseCache, SessionStore, TeardownQueue
 
 # Optimistic retries for races that a re-read resolves (a tag claim changing hands, a concurrent PATCH).
@@ -133,13 +134,16 @@ class SessionService:
         page = self._store.list(project_id, query)
         live = [session for session in page.items if not session.is_deleted]
         self._cipher.preload(project_id, (session.session_id for session in live))
-        items = []
-        for session in page.items:
+        opened: list[tuple[Session, str | None]] = []
+        for index, session in enumerate(page.items):
             try:
-                items.append(self._open(session))
+                opened.append((self._open(session), page.cursors[index] if page.cursors else None))
             except NotFound:
                 continue  # deleted (its key destroyed) between the Query and now
-        return Page(items=items, next_cursor=page.next_cursor)
+        fit = items_that_fit([session.to_api() for session, _ in opened])
+        if fit < len(opened):  # the page would not fit a response: it ends early, and says where it ended
+            return Page(items=[session for session, _ in opened[:fit]], next_cursor=opened[fit - 1][1])
+        return Page(items=[session for session, _ in opened], next_cursor=page.next_cursor)
 
     def delete(self, project_id: str, session_id: str) -> Tombstone:
         """Tombstone the session: one conditional write, then the cache tombstone and the enqueue.

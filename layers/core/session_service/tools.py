@@ -36,7 +36,7 @@ from session_service.models import (
     Tool,
     ToolResult,
 )
-from session_service.output import DEFAULT_OUTPUT_CAP
+from session_service.output import DEFAULT_OUTPUT_CAP, BoundedOutput, items_that_fit
 from session_service.ports import ToolStore
 from session_service.schemas import argument_problems, schema_problems
 from session_service.workbench import Workbench
@@ -172,6 +172,9 @@ class ToolCatalog:
     def page(self, project_id: str, limit: int, cursor: str | None) -> tuple[list[Tool], str | None]:
         after = decode_name_cursor(cursor) if cursor else None
         tools, last = self._store.page(project_id, limit, after)
+        fit = items_that_fit([tool.to_api() for tool in tools])
+        if fit < len(tools):  # a page too big for a response ends early, at its last whole tool
+            return tools[:fit], encode_name_cursor(tools[fit - 1].name)
         return tools, encode_name_cursor(last) if last else None
 
     def delete(self, project_id: str, name: str) -> None:
@@ -216,13 +219,17 @@ class ToolRouter:
         """Ranked by relevance to `query` (BM25), best first; without a query, every tool by name, paged."""
         _, tools = self.session_tools(project_id, session_id)
         if params.query and params.query.strip():
-            return [(tool, score) for tool, score in search.rank(tools, params.query, params.limit)], None
+            ranked: list[tuple[Tool, float | None]] = list(search.rank(tools, params.query, params.limit))
+            # Best first: what does not fit a response is the least relevant (a narrower query finds it).
+            return ranked[: items_that_fit([tool.to_agent(score) for tool, score in ranked])], None
         ordered = sorted(tools, key=lambda tool: tool.name)
         if params.cursor:
             after = decode_name_cursor(params.cursor)
             ordered = [tool for tool in ordered if tool.name > after]
         page = ordered[: params.limit]
-        more = len(ordered) > params.limit
+        fit = items_that_fit([tool.to_agent(None) for tool in page])
+        more = len(ordered) > fit
+        page = page[:fit]
         return [(tool, None) for tool in page], encode_name_cursor(page[-1].name) if more else None
 
     def find(self, project_id: str, session_id: str, name: str) -> tuple[Session, Tool, list[Tool]]:
@@ -280,8 +287,11 @@ class ToolRouter:
                 sandbox_id, content = self._workbench.read_file(
                     session, arguments["path"], max_bytes=self._output_cap
                 )
-                structured = {"path": arguments["path"], "size": content.size, "truncated": content.truncated}
-                return ToolResult(_text(content.text), False, structured, sandbox_id, self._elapsed(started))
+                bounded = BoundedOutput(self._output_cap)  # escaping: a control byte costs 7 on the wire
+                bounded.feed(content.text)
+                truncated = content.truncated or bounded.truncated
+                structured = {"path": arguments["path"], "size": content.size, "truncated": truncated}
+                return ToolResult(_text(bounded.text), False, structured, sandbox_id, self._elapsed(started))
             if tool.name == "write_file":
                 sandbox_id, entry = self._workbench.write_file(
                     session, arguments["path"], arguments["content"]
@@ -292,10 +302,14 @@ class ToolRouter:
             path = arguments.get("path", ".")
             sandbox_id, entries = self._workbench.list_files(session, path)
             listed = [{"name": e.name, "path": e.path, "type": e.type, "size": e.size} for e in entries]
-            text = "\n".join(f"{e['type']:7} {e['size']:>10}  {e['path']}" for e in listed) or "(empty)"
-            return ToolResult(
-                _text(text), False, {"path": path, "entries": listed}, sandbox_id, self._elapsed(started)
-            )
+            lines = [f"{e['type']:7} {e['size']:>10}  {e['path']}" for e in listed]
+            # Each entry is in the text and in the structured content: both must fit the response.
+            kept = items_that_fit([[line, entry] for line, entry in zip(lines, listed, strict=True)])
+            structured = {"path": path, "entries": listed[:kept], "truncated": kept < len(listed)}
+            text = "\n".join(lines[:kept]) or "(empty)"
+            if kept < len(listed):
+                text += f"\n[{len(listed) - kept} more entries not shown]"
+            return ToolResult(_text(text), False, structured, sandbox_id, self._elapsed(started))
         except SandboxFileError as refused:
             return ToolResult(_text(str(refused)), True, None, session.sandbox_id, self._elapsed(started))
 
@@ -322,9 +336,22 @@ class ToolRouter:
             text = result.stdout + (f"\n[stderr]\n{result.stderr}" if result.stderr else "")
             if result.timed_out:
                 text = f"[timed out]\n{text}"
-            outputs = ("stdout", "stderr", "sandbox_id", "duration_ms")
-            structured = {k: v for k, v in execution.to_api().items() if k not in outputs}
-        return ToolResult(_text(text), failed, structured, execution.sandbox_id, execution.duration_ms)
+            structured = _command_facts(execution)
+        return ToolResult(
+            _text(text),
+            failed,
+            structured,
+            execution.sandbox_id,
+            execution.duration_ms,
+            output=_command_facts(execution),
+        )
 
     def _elapsed(self, started: float) -> int:
         return int((self._monotonic() - started) * 1000)
+
+
+def _command_facts(execution: ExecutionResult) -> dict[str, Any]:
+    """What a command did, without its output: exit code, timed out, and per stream the bytes it printed
+    and whether the text returned is cut short."""
+    outputs = ("stdout", "stderr", "sandbox_id", "duration_ms")
+    return {k: v for k, v in execution.to_api().items() if k not in outputs}

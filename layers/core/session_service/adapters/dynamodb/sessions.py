@@ -468,8 +468,12 @@ class DynamoSessionStore:
             found = merge_newest_first(shards, sort_key, query.limit + 1)
         items = found[: query.limit]
         more = len(found) > query.limit
-        next_cursor = encode_cursor(mode, sort_key(items[-1]), query.changed_since) if more else None
-        return Page(items=[self._to_session(item) for item in items], next_cursor=next_cursor)
+        cursors = tuple(encode_cursor(mode, sort_key(item), query.changed_since) for item in items)
+        return Page(
+            items=[self._to_session(item) for item in items],
+            next_cursor=cursors[-1] if more and cursors else None,
+            cursors=cursors,
+        )
 
 
 def _session_id_of(item: Any) -> str:
