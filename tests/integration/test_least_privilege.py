@@ -2,18 +2,22 @@
 are exactly the calls its code makes.
 
 The route functions run as API Gateway runs them (plugins.api: the local gateway, their authorizer, the
-template's environment), the teardown and sweeper through their event sources, against the real local
-services. Every AWS call is recorded at botocore's BaseClient._make_api_call (boto3 and PynamoDB both go
-through it) and attributed to the function being invoked; a transaction's items count as the actions IAM
-authorises them as (Put/Update/Delete/ConditionCheck per table). A call without a grant fails the deploy's
+template's environment), the WebSocket routes with the events the WebSocket API sends, the teardown, sweeper
+and stream consumers through their event sources, against the real local services. Every AWS call is
+recorded at botocore's BaseClient._make_api_call (boto3 and PynamoDB both go through it) and attributed to
+the function being invoked; a transaction's items count as the actions IAM authorises them as
+(Put/Update/Delete/ConditionCheck per table). A call without a grant fails the deploy's
 first request; a grant without a call is a privilege nobody needs. The few grants for paths a test here
-cannot reach are listed in NOT_DRIVEN, each with the path that needs it.
+cannot reach are listed in NOT_DRIVEN, each with the path that needs it. Every function of the template is
+driven, those without grants too: a call they make would have no grant.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import secrets
 import threading
 import time
 from collections import defaultdict
@@ -25,7 +29,9 @@ import pytest
 from aws_lambda_powertools.utilities import parameters
 
 from devstack.template import Template
+from devstack.websocket import WebSocketGateway
 from plugins.api import Api, Project
+from plugins.streams import StreamPipeline
 from plugins.teardown import TeardownPipeline
 from session_service.runtime import container_for
 
@@ -38,6 +44,7 @@ NOT_DRIVEN: dict[tuple[str, Grant], str] = {
         "workbench fence: a sandbox created for a session deleted meanwhile could not be killed"
     ),
     ("CallToolFunction", ("sqs:SendMessage", "TeardownQueue", None)): "workbench fence, as ExecuteFunction",
+    ("McpFunction", ("sqs:SendMessage", "TeardownQueue", None)): "workbench fence, as ExecuteFunction",
     ("TeardownFunction", ("sqs:SendMessage", "TeardownQueue", None)): (
         "re-enqueue: a session with more sandboxes (or messages) than one run handles"
     ),
@@ -70,6 +77,13 @@ DRIVEN = [
     "ListMessagesFunction",
     "TeardownFunction",
     "SweeperFunction",
+    "McpFunction",
+    "OpenApiFunction",
+    "WsConnectFunction",
+    "WsDefaultFunction",
+    "WsDisconnectFunction",
+    "CacheInvalidatorFunction",
+    "NotifierFunction",
 ]
 
 
@@ -104,6 +118,7 @@ class Recorder:
         self.by_physical = {str(res.ref): lid for lid, res in resources.resources.items()}
         self.by_physical |= {str(res.attributes.get("Arn")): lid for lid, res in resources.resources.items()}
         self.calls: dict[str, set[Grant]] = defaultdict(set)
+        self.invoked: set[str] = set()
         self.current: str | None = None
         self.lock = threading.Lock()
 
@@ -155,6 +170,7 @@ def recorder(invoker: Any, local_resources: Any, monkeypatch: pytest.MonkeyPatch
 
     def invoke(logical_id: str, event: Any, env_overrides: Any = None) -> Any:
         parameters.clear_caches()  # each Lambda function has its own process, and so its own secret cache
+        recording.invoked.add(logical_id)
         outer, recording.current = recording.current, logical_id
         try:
             return original_invoke(logical_id, event, env_overrides=env_overrides)
@@ -166,7 +182,89 @@ def recorder(invoker: Any, local_resources: Any, monkeypatch: pytest.MonkeyPatch
     yield recording
 
 
-def drive(api: Api, project: Project, teardown: TeardownPipeline, redis_down: Any) -> None:
+class Feed:
+    """The live feed's functions as they run: the WebSocket API's routes, invoked with the events it sends
+    (devstack.websocket builds the same), and the stream consumers through their event sources. The
+    management API the notifier posts to is the local WebSocket API's with no client connected: every
+    connection it finds has gone (410), and is removed."""
+
+    def __init__(
+        self, invoker: Any, local_resources: Any, endpoint_url: str, gateway: WebSocketGateway
+    ) -> None:
+        self.invoker, self.gateway = invoker, gateway
+        notifier = {"WEBSOCKET_ENDPOINT": gateway.management_url}
+        pipeline = functools.partial(StreamPipeline, invoker, local_resources, endpoint_url)
+        # Opened before anything is written: the mappings start at the streams' LATEST.
+        self.streams = [
+            pipeline("CacheInvalidatorFunction"),
+            pipeline("NotifierFunction", table="SessionsTable", env=notifier),
+            pipeline("NotifierFunction", table="MessagesTable", env=notifier),
+        ]
+
+    def _event(self, route_key: str, connection_id: str, **fields: Any) -> dict[str, Any]:
+        now = time.time()
+        context = {
+            "routeKey": route_key,
+            "eventType": {"$connect": "CONNECT", "$disconnect": "DISCONNECT"}.get(route_key, "MESSAGE"),
+            "messageDirection": "IN",
+            "stage": self.gateway.stage,
+            "connectionId": connection_id,
+            "apiId": self.gateway.api_id,
+            "domainName": f"{self.gateway.host}:{self.gateway.port}",
+            "requestId": secrets.token_hex(8),
+            "extendedRequestId": secrets.token_hex(8),
+            "requestTimeEpoch": int(now * 1000),
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "identity": {"sourceIp": "127.0.0.1"},
+        }
+        return {"requestContext": context, "isBase64Encoded": False, **fields}
+
+    def _route(self, route_key: str, event: dict[str, Any]) -> int:
+        function = self.gateway.api.routes[route_key]
+        return int(self.invoker.invoke(function, event)["statusCode"])
+
+    def connect(self, *, key: str | None = None, token: str | None = None) -> str:
+        """$connect with an API key (the project's events) or a session token (the session's)."""
+        connection_id = secrets.token_urlsafe(10)
+        headers = {"host": f"{self.gateway.host}:{self.gateway.port}", **({"x-api-key": key} if key else {})}
+        fields: dict[str, Any] = {
+            "headers": headers,
+            "multiValueHeaders": {name: [value] for name, value in headers.items()},
+        }
+        if token:
+            fields["queryStringParameters"] = {"token": token}
+            fields["multiValueQueryStringParameters"] = {"token": [token]}
+        assert self._route("$connect", self._event("$connect", connection_id, **fields)) == 200
+        return connection_id
+
+    def send(self, connection_id: str, body: str) -> None:
+        event = self._event("$default", connection_id, body=body)
+        event["requestContext"]["messageId"] = secrets.token_hex(6)
+        assert self._route("$default", event) == 200
+
+    def disconnect(self, connection_id: str) -> None:
+        event = self._event("$disconnect", connection_id, headers={})
+        event["requestContext"]["disconnectStatusCode"] = 1000
+        assert self._route("$disconnect", event) == 200
+
+    def drain(self) -> None:
+        """Every change written since the streams were opened reaches their consumers."""
+        for stream in self.streams:
+            result = stream.drain()
+            assert result.delivered and not result.discarded, result
+
+
+@pytest.fixture
+def feed(invoker: Any, local_resources: Any, moto_server: Any, template: Template) -> Iterator[Feed]:
+    """Its streams open before the test writes anything."""
+    gateway = WebSocketGateway(template, local_resources).start()
+    try:
+        yield Feed(invoker, local_resources, moto_server.url, gateway)
+    finally:
+        gateway.stop()
+
+
+def drive(api: Api, project: Project, teardown: TeardownPipeline, redis_down: Any, feed: Feed) -> None:
     """Every path of the driven functions that needs a permission (see NOT_DRIVEN for the rest)."""
     key = project.api_key
 
@@ -175,6 +273,21 @@ def drive(api: Api, project: Project, teardown: TeardownPipeline, redis_down: An
         assert reply.status < 300, (method, path, reply.status, reply.body)
         return reply.body
 
+    def mcp(session_id: str, method: str, params: Any = None, **kw: Any) -> Any:
+        message = {"jsonrpc": "2.0", "id": 1, "method": method, **({"params": params} if params else {})}
+        reply = ok(
+            "POST",
+            f"/v1/sessions/{session_id}/mcp",
+            raw_body=json.dumps(message),
+            headers={"mcp-protocol-version": "2025-06-18"},
+            **kw,
+        )
+        assert "result" in reply, reply  # a JSON-RPC error is HTTP 200 too
+        return reply["result"]
+
+    ok("GET", "/openapi.json", key=None)
+    feed.connect(key=key)  # the project's listener: gone by the time the notifier sends to it
+    feed.disconnect(feed.connect(key=key))
     session = ok("POST", "/v1/sessions", {"user_id": "u1", "tag": "least-privilege", "config": {"a": 1}})
     sid = session["id"]
     ok("POST", "/v1/sessions", {"user_id": "u1", "tag": "least-privilege"})  # the tag's owner, read
@@ -191,6 +304,7 @@ def drive(api: Api, project: Project, teardown: TeardownPipeline, redis_down: An
         ok("PATCH", f"/v1/sessions/{sid}", {"metadata": {"m": 1}})
     token = ok("POST", f"/v1/sessions/{sid}/tokens")["token"]
     ok("GET", f"/v1/sessions/{sid}", key=None, token=token)  # the authorizer reads the token
+    feed.send(feed.connect(token=token), json.dumps({"action": "ping"}))  # the session's listener
     ok("POST", f"/v1/sessions/{sid}/execute", {"command": "echo hi"})
     # Idempotency keys: a first request (put, complete), its replay (the conditional put's old item), and a
     # request that failed (its record deleted) on each route that takes them.
@@ -210,6 +324,12 @@ def drive(api: Api, project: Project, teardown: TeardownPipeline, redis_down: An
     ok("GET", f"/v1/sessions/{sid}/tools", query={"query": "echo"})
     fresh = ok("POST", "/v1/sessions", {"user_id": "u3"})  # its first tool call creates its sandbox
     ok("POST", f"/v1/sessions/{fresh['id']}/tools/echo_args/call", {"arguments": {"text": "x"}})
+    # MCP takes no Idempotency-Key; its tools/call is the REST call's, with a session token too.
+    assert mcp(sid, "tools/list", key=None, token=token)["tools"]
+    mcp_session = ok("POST", "/v1/sessions", {"user_id": "u3"})  # its first tool call creates its sandbox
+    arguments = {"name": "echo_args", "arguments": {"text": "m"}}
+    assert not mcp(mcp_session["id"], "tools/call", arguments).get("isError")
+    assert not mcp(sid, "tools/call", arguments, key=None, token=token).get("isError")
     call_path = f"/v1/sessions/{fresh['id']}/tools/echo_args/call"
     for _ in range(2):
         ok("POST", call_path, {"arguments": {"text": "y"}}, headers={"idempotency-key": f"lp-call-{sid}"})
@@ -230,6 +350,7 @@ def drive(api: Api, project: Project, teardown: TeardownPipeline, redis_down: An
     teardown.purge()  # the sweeper re-enqueues what is still pending, then the teardown consumes it
     teardown.sweep(env={"TEARDOWN_GRACE_SECONDS": "0"})
     teardown.drain()
+    feed.drain()
 
 
 def test_each_function_is_granted_exactly_the_calls_it_makes(
@@ -239,8 +360,11 @@ def test_each_function_is_granted_exactly_the_calls_it_makes(
     teardown: TeardownPipeline,
     redis_down: Any,
     recorder: Recorder,
+    feed: Feed,
 ) -> None:
-    drive(api, project, teardown, redis_down)
+    # Those without grants too: a call such a function makes is one without a grant.
+    assert set(template.functions) <= set(DRIVEN), set(template.functions) - set(DRIVEN)
+    drive(api, project, teardown, redis_down, feed)
     report = {}
     for function in DRIVEN:
         grants, calls = granted(template, function), recorder.calls.get(function, set())
@@ -252,4 +376,4 @@ def test_each_function_is_granted_exactly_the_calls_it_makes(
                 "granted, never called": sorted(map(str, unused)),
             }
     assert not report, json.dumps(report, indent=2)
-    assert all(function in recorder.calls for function in DRIVEN), set(DRIVEN) - recorder.calls.keys()
+    assert set(DRIVEN) <= recorder.invoked, set(DRIVEN) - recorder.invoked

@@ -1,21 +1,46 @@
-"""The sessions table's stream as Lambda runs it: CacheInvalidatorFunction fed by a DynamoDB Streams event
-source mapping over the session's real (moto) table, polled on demand by the tests."""
+"""The tables' streams as Lambda runs them: a stream consumer (CacheInvalidatorFunction, NotifierFunction)
+fed by a DynamoDB Streams event source mapping over the session's real (moto) table, polled on demand by the
+tests."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
+from devstack.functions import Invocation
 from devstack.pollers import DynamoDbStreamEventSourceMapping, StreamPollResult
 
 
+class _Runtime:
+    """The invoker as the mapping's runtime, with the function's environment overrides (if any)."""
+
+    def __init__(self, invoker: Any, env: Mapping[str, str] | None) -> None:
+        self.invoker, self.env = invoker, env
+
+    def execute(self, logical_id: str, event: Any) -> Invocation:
+        result: Invocation = self.invoker.execute(logical_id, event, env_overrides=self.env)
+        return result
+
+
 class StreamPipeline:
-    def __init__(self, invoker: Any, resources: Any, endpoint_url: str, function_id: str) -> None:
-        function = invoker.template.function(function_id)
-        (source,) = function.streams
+    """One of the function's stream event sources: its only one, or the one reading `table`'s stream."""
+
+    def __init__(
+        self,
+        invoker: Any,
+        resources: Any,
+        endpoint_url: str,
+        function_id: str,
+        *,
+        table: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        streams = invoker.template.function(function_id).streams
+        (source,) = [s for s in streams if s.table_id == table] if table else streams
         self.mapping = DynamoDbStreamEventSourceMapping(
-            invoker,
+            _Runtime(invoker, env),
             function_id,
             stream_arn=resources.attribute(source.table_id, "StreamArn"),
             region="us-east-1",
