@@ -31,12 +31,14 @@ ECHO = {
 }
 
 
-def run_client(client: str, url: str, headers: dict[str, str], mode: str) -> dict[str, Any]:
+def run_client(
+    client: str, url: str, headers: dict[str, str], mode: str, transport: str | None = None
+) -> dict[str, Any]:
     python, script = CLIENTS[client]
     if not python.exists():
         pytest.fail(f"{python} is missing: `make test` (or `make e2e`) creates the MCP client environments")
     done = subprocess.run(
-        [str(python), str(script), url, json.dumps(headers), mode],
+        [str(python), str(script), url, json.dumps(headers), mode, *([transport] if transport else [])],
         capture_output=True,
         text=True,
         timeout=120,
@@ -60,7 +62,10 @@ def test_an_official_client_uses_a_session_end_to_end(devstack: dict, client: st
         minted = call(devstack, "POST", f"/v1/sessions/{session['id']}/tokens", key, {"ttl_s": 600})[1]
         headers = {"authorization": f"Bearer {minted['token']}"}
 
-    seen = run_client(client, url, headers, "scenario")
+    # 1.x: with an API key, the `streamablehttp_client(url, headers=...)` form most 1.x agent code uses; with
+    # a token, the 1.x line's current `streamable_http_client(url, http_client=...)`.
+    legacy = "headers" if client == "mcp1" and credential == "api_key" else None
+    seen = run_client(client, url, headers, "scenario", legacy)
     assert seen["ok"], seen
     assert seen["protocol"] == ("2025-11-25" if client == "mcp1" else "2026-07-28")
     assert {"run_command", "read_file", "write_file", "list_files", "search_tools", "echo_args"} <= set(

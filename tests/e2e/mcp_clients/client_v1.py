@@ -1,18 +1,22 @@
 """Drives a session's MCP endpoint with the official `mcp` 1.x client, unmodified, as an agent would.
 
 Runs in its own tool environment (.tools/mcp1, made by the Makefile: mcp 1.x and 2.x cannot share one).
-Usage: client_v1.py URL HEADERS_JSON MODE, MODE "scenario", "connect" or "limited". Prints one JSON
-object.
+Usage: client_v1.py URL HEADERS_JSON MODE [TRANSPORT], MODE "scenario", "connect" or "limited"; TRANSPORT
+"http_client" (default: `streamable_http_client(url, http_client=httpx.AsyncClient(headers=...))`, the 1.x
+line's current form) or "headers" (`streamablehttp_client(url, headers=...)`, the form most agent code
+written against 1.x uses; deprecated in 1.2x, still shipped). Prints one JSON object.
 """
 
 import asyncio
+import contextlib
 import json
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 from mcp import ClientSession
-from mcp.client.streamable_http import streamable_http_client
+from mcp.client.streamable_http import streamable_http_client, streamablehttp_client
 from mcp.shared.exceptions import McpError
 
 
@@ -66,14 +70,25 @@ async def limited(session: ClientSession) -> dict[str, Any]:
     return {"first": [first.isError, text(first)], "refused": refused, "tools_after": len(after.tools)}
 
 
-async def main(url: str, headers: dict[str, str], mode: str) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def connected(url: str, headers: dict[str, str], transport: str) -> AsyncIterator[ClientSession]:
+    if transport == "headers":
+        streams = streamablehttp_client(url, headers=headers, timeout=60, sse_read_timeout=120)
+        async with streams as (read, write, _session_id), ClientSession(read, write) as session:
+            yield session
+        return
     timeout = httpx.Timeout(60, read=120)
+    async with (
+        httpx.AsyncClient(headers=headers, timeout=timeout) as http,
+        streamable_http_client(url, http_client=http) as (read, write, _session_id),
+        ClientSession(read, write) as session,
+    ):
+        yield session
+
+
+async def main(url: str, headers: dict[str, str], mode: str, transport: str) -> dict[str, Any]:
     try:
-        async with (
-            httpx.AsyncClient(headers=headers, timeout=timeout) as http,
-            streamable_http_client(url, http_client=http) as (read, write, _session_id),
-            ClientSession(read, write) as session,
-        ):
+        async with connected(url, headers, transport) as session:
             if mode == "scenario":
                 return {"ok": True, **(await scenario(session))}
             if mode == "limited":
@@ -97,4 +112,5 @@ async def main(url: str, headers: dict[str, str], mode: str) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(main(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]))))
+    transport = sys.argv[4] if len(sys.argv) > 4 else "http_client"
+    print(json.dumps(asyncio.run(main(sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], transport))))
