@@ -48,6 +48,7 @@ class Expect:
     sqs: int | None = None
     exact: bool = False
     rate_limit: int | None = 1  # the limiter's Redis calls: always exact (0 would be an unprotected route)
+    gets: dict[str, int] = field(default_factory=dict)  # exact GetItems per table name
     text: str = ""
 
     def holds(self, io: IO) -> bool:
@@ -58,7 +59,8 @@ class Expect:
             (self.sqs, sum(io.service("sqs").values())),
         ]
         bounded = all(want is None or (got == want if self.exact else got <= want) for want, got in pairs)
-        return bounded and (self.rate_limit is None or io.rate_limit_calls == self.rate_limit)
+        gets = all(io.table_calls(table).get("GetItem", 0) == n for table, n in self.gets.items())
+        return bounded and gets and (self.rate_limit is None or io.rate_limit_calls == self.rate_limit)
 
 
 @dataclass
@@ -206,6 +208,7 @@ def _run(stack: BenchStack, recording: Recording) -> list[Verdict]:
             reads=2,
             writes=0,
             redis_writes=1,
+            gets={stack.table("SessionsTable"): 1, stack.table("KeysTable"): 1},
             text="+ its key's GetItem (once per session and process), 1 fill, +1 rate-limit call",
         ),
         status=200,
