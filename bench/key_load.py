@@ -172,6 +172,9 @@ class Layout:
     def session_tokens(self) -> bool:
         return True
 
+    def project_limits(self) -> bool:
+        return True
+
 
 class BeforeLayout(Layout):
     """Commit 0b479a6: HASH project_id on the table and by_updated, user_key = project#user, a constant
@@ -217,6 +220,9 @@ class BeforeLayout(Layout):
 
     def session_tokens(self) -> bool:
         return False  # no tokens table then
+
+    def project_limits(self) -> bool:
+        return False  # no rate limits then
 
 
 # --- the workload ------------------------------------------------------------------------------------------
@@ -405,6 +411,11 @@ def simulate(layout: Layout, schema: Schema, seed: int = 7) -> Load:
         ttl = Settings().content_key_cache_seconds
         largest = zipf_tenants(TENANTS, LARGEST_SHARE)[0][0]
         schema.read(load, "KeysTable", keys.project_key_partition(largest), CONTAINERS / ttl)
+    if layout.project_limits():
+        # The authorizer reads a project's record (its rate limits, strongly consistent) at most once per
+        # PROJECT_LIMITS_TTL_SECONDS per instance; at worst every instance serves the largest tenant.
+        largest = zipf_tenants(TENANTS, LARGEST_SHARE)[0][0]
+        schema.read(load, "ProjectsTable", largest, CONTAINERS / Settings().project_limits_ttl_seconds)
     return load
 
 
@@ -452,7 +463,7 @@ def main(out: Callable[[str], None] = print) -> bool:
         f"  and beside it: a session token per create, an activity stamp on 1 in {STAMP_EVERY} executes and "
         f"appends, Idempotency-Key records on {IDEMPOTENT_SHARE:.0%} of {', '.join(IDEMPOTENT_ROUTES)}, "
         f"{FEED_CONNECTS:,} feed connections/s, {TOOL_CHANGES} tool change/s (each re-read by every "
-        f"instance), {KEY_CHANGES} API key change/s"
+        f"instance), {KEY_CHANGES} API key change/s, the authorizer's project-limits read"
     )
     legacy = before_template()
     if legacy is not None:
