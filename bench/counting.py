@@ -8,6 +8,9 @@
 - Redis: what the server received, from a MONITOR connection, leaving out what a Lua script ran inside the
   server (a guarded fill is one EVALSHA on the wire) and the meter's own markers. A snapshot waits until
   the monitor has seen a marker sent after everything before it, so the counts are exact, not eventual.
+  A script run on the rate limiter's buckets (its first key under `adapters.redis_limits.KEY_PREFIX`) is
+  counted as RATE_LIMIT, apart from the cache's commands: every HTTP route takes its tokens in one such
+  call, which is neither a cache read nor a cache write.
 - E2B: the local E2B API's request log.
 """
 
@@ -24,6 +27,7 @@ import botocore.handlers
 DYNAMODB_READS = {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"}
 DYNAMODB_WRITES = {"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"}
 REDIS_WRITES = {"set", "setex", "evalsha", "eval", "del", "unlink", "expire"}
+RATE_LIMIT = "evalsha(rate limit)"  # the token-bucket script (session_service.adapters.redis_limits)
 
 _lock = threading.Lock()
 _calls: Counter[str] = Counter()  # "dynamodb.GetItem" -> calls
@@ -90,7 +94,16 @@ class IO:
 
     @property
     def redis_writes(self) -> int:
+        """Writes to the response cache (the rate limiter's script is not one: `rate_limit_calls`)."""
         return sum(v for k, v in self.redis.items() if k in REDIS_WRITES)
+
+    @property
+    def rate_limit_calls(self) -> int:
+        return self.redis.get(RATE_LIMIT, 0)
+
+    @property
+    def cache_commands(self) -> Counter[str]:
+        return Counter({k: v for k, v in self.redis.items() if k != RATE_LIMIT})
 
     def table_calls(self, table: str) -> Counter[str]:
         """Operation (GetItem...) -> calls on that table."""
@@ -106,8 +119,8 @@ class IO:
         return " ".join(f"{name}x{n}" if n > 1 else name for name, n in sorted(counter.items()) if n) or "-"
 
     def describe(self, service: str) -> str:
-        if service == "redis":
-            return self._short(self.redis)
+        if service == "redis":  # the cache's commands; the limiter's call has a column of its own
+            return self._short(self.cache_commands)
         if service == "e2b":
             return self._short(self.e2b)
         return self._short(self.service(service))
@@ -122,6 +135,9 @@ class RedisMonitor:
     """Commands clients sent to redis-server (MONITOR), counted by name; Lua's inner calls left out."""
 
     def __init__(self, client: Any) -> None:
+        from session_service.adapters.redis_limits import KEY_PREFIX
+
+        self._limiter_prefix = f"{KEY_PREFIX}:"
         self._client = client
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
@@ -139,14 +155,20 @@ class RedisMonitor:
                 return
             if entry is None or entry.get("client_type") == "lua":
                 continue
-            words = str(entry["command"]).split(" ", 2)
+            words = str(entry["command"]).split(" ", 4)
             name = words[0].lower()
+            if name in ("evalsha", "eval") and self._on_limiter_keys(words):
+                name = RATE_LIMIT
             with self._lock:
                 if name == "echo" and len(words) > 1 and words[1].startswith("bench-marker-"):
                     self._seen.add(words[1])
                     self._arrived.notify_all()
                 else:
                     self._counts[name] += 1
+
+    def _on_limiter_keys(self, words: list[str]) -> bool:
+        """EVALSHA <sha> <numkeys> <key> ...: a script whose first key is a rate-limit bucket."""
+        return len(words) > 3 and words[2] not in ("", "0") and words[3].startswith(self._limiter_prefix)
 
     def close(self) -> None:
         """Stop monitoring (MONITOR slows the server down: never leave it on while something is timed)."""

@@ -8,7 +8,11 @@ request (a cold one also reads the E2B key secret, once per 5 minutes).
 
 Goals (the design's, docs/architecture.md): DELETE exactly 1 DynamoDB write and 0 reads, 1 cache write, 1
 SQS send; GET on a cache hit no DynamoDB call but the cache epoch's read, at most once a second per process;
-create and PATCH no more than their transaction and the read PATCH needs; the others are printed.
+create and PATCH no more than their transaction and the read PATCH needs; the others are printed. Every
+HTTP route also takes its rate-limit tokens in exactly one Redis call (session_service.limits), counted in
+a column of its own ("limit") and asked for by every goal as "+1 rate-limit call": it is neither a cache
+read nor a cache write. The API key authorizer reads the key's item on every decision, and its project's
+limits at most once a minute per project and process: its first decision and a warm one are both rows.
 """
 
 from __future__ import annotations
@@ -40,9 +44,11 @@ class Expect:
 
     reads: int | None = None
     writes: int | None = None
-    redis_writes: int | None = None
+    redis_writes: int | None = None  # the response cache's writes
     sqs: int | None = None
     exact: bool = False
+    rate_limit: int | None = 1  # the limiter's Redis calls: always exact (0 would be an unprotected route)
+    gets: dict[str, int] = field(default_factory=dict)  # exact GetItems per table name
     text: str = ""
 
     def holds(self, io: IO) -> bool:
@@ -52,7 +58,9 @@ class Expect:
             (self.redis_writes, io.redis_writes),
             (self.sqs, sum(io.service("sqs").values())),
         ]
-        return all(want is None or (got == want if self.exact else got <= want) for want, got in pairs)
+        bounded = all(want is None or (got == want if self.exact else got <= want) for want, got in pairs)
+        gets = all(io.table_calls(table).get("GetItem", 0) == n for table, n in self.gets.items())
+        return bounded and gets and (self.rate_limit is None or io.rate_limit_calls == self.rate_limit)
 
 
 @dataclass
@@ -123,6 +131,7 @@ def run(stack: BenchStack) -> list[Verdict]:
 def _run(stack: BenchStack, recording: Recording) -> list[Verdict]:
     rows: list[Row] = []
     called_e2b: set[str] = set()
+    captured: dict[str, list[Step]] = {}  # each counted request's invocations, authorizer included
 
     def request(
         label: str,
@@ -141,51 +150,67 @@ def _run(stack: BenchStack, recording: Recording) -> list[Verdict]:
         if status is not None and reply.status != status:
             raise RuntimeError(f"{label}: {reply.status} {reply.body}")
         rows.append(Row(label, function, _route_io(steps, function), expect))
+        captured[label] = steps
         for step in steps:
             if step.io.e2b:
                 called_e2b.add(step.function)
         return reply.body
 
     # --- sessions -------------------------------------------------------------------------------------
+    # The authorizer's first decision in this process also reads the project's limits (at most once a
+    # minute per project and process); the decision of the counted create below is a warm one.
     with recording.capture() as steps:
         created = stack.call("POST", "/v1/sessions", body={"user_id": "u-io", "config": {"model": "m"}})
-    rows.append(
-        Row(
-            "authorizer (x-api-key)",
-            "AuthorizerFunction",
-            _route_io(steps, "AuthorizerFunction"),
-            Expect(reads=1, writes=0, exact=True, text="1 GetItem"),
-        )
-    )
+    rows.append(_authorizer_row(stack, "authorizer (x-api-key), first decision", steps, first=True))
     session_id = created.body["id"]
     request(
         "POST /v1/sessions",
         "CreateSessionFunction",
         "POST",
         "/v1/sessions",
-        Expect(reads=0, writes=1, text="1 transaction, 0 reads"),
+        Expect(reads=0, writes=1, text="1 transaction, 0 reads, +1 rate-limit call"),
         status=201,
         body={"user_id": "u-io", "config": {"model": "m"}},
     )
+    rows.insert(1, _authorizer_row(stack, "authorizer (x-api-key), warm", captured["POST /v1/sessions"]))
     request(
         "POST /v1/sessions (new tag)",
         "CreateSessionFunction",
         "POST",
         "/v1/sessions",
-        Expect(reads=1, writes=1, text="tag claim read + 1 transaction"),
+        Expect(reads=1, writes=1, text="tag claim read + 1 transaction, +1 rate-limit call"),
         status=201,
         warm=False,
         body={"user_id": "u-io", "tag": f"t-{time.monotonic_ns()}"},
     )
     path = f"/v1/sessions/{session_id}"
-    stack.call("GET", f"/v1/sessions/{stack.create_session()}")  # warms the function and its connection
+    # A miss on a session this process has read before (its content key is held in memory)...
+    stack.call("GET", path)  # warms the function, its connections and the session's key
     stack.redis.delete(_cache_key(stack, session_id))
     request(
         "GET /v1/sessions/{id} (cache miss)",
         "GetSessionFunction",
         "GET",
         path,
-        Expect(reads=1, writes=0, redis_writes=1, text="1 GetItem, 1 fill"),
+        Expect(reads=1, writes=0, redis_writes=1, text="1 GetItem, 1 fill, +1 rate-limit call"),
+        status=200,
+        warm=False,
+    )
+    # ...and on one it has not: its content key's item is read (then held CONTENT_KEY_CACHE_SECONDS).
+    stranger = stack.create_session(config={"model": "m"}, metadata={"k": "v"})
+    stack.redis.delete(_cache_key(stack, stranger))
+    request(
+        "GET /v1/sessions/{id} (cache miss, new session)",
+        "GetSessionFunction",
+        "GET",
+        f"/v1/sessions/{stranger}",
+        Expect(
+            reads=2,
+            writes=0,
+            redis_writes=1,
+            gets={stack.table("SessionsTable"): 1, stack.table("KeysTable"): 1},
+            text="+ its key's GetItem (per session and process, 5 min), 1 fill, +1 rate-limit call",
+        ),
         status=200,
         warm=False,
     )
@@ -195,7 +220,7 @@ def _run(stack: BenchStack, recording: Recording) -> list[Verdict]:
         "ListSessionsFunction",
         "GET",
         "/v1/sessions",
-        Expect(reads=16, writes=0, text="<= 16 Queries (one per shard)"),
+        Expect(reads=16, writes=0, text="<= 16 Queries (one per shard), +1 rate-limit call"),
         status=200,
     )
     body = {"metadata": {"k": "v"}}
@@ -204,7 +229,12 @@ def _run(stack: BenchStack, recording: Recording) -> list[Verdict]:
         "UpdateSessionFunction",
         "PATCH",
         path,
-        Expect(reads=1, writes=1, redis_writes=1, text="1 GetItem, 1 transaction, 1 cache write"),
+        Expect(
+            reads=1,
+            writes=1,
+            redis_writes=1,
+            text="1 GetItem, 1 transaction, 1 cache write, +1 rate-limit call",
+        ),
         status=200,
         body=body,
     )
@@ -331,7 +361,7 @@ def _run(stack: BenchStack, recording: Recording) -> list[Verdict]:
             redis_writes=1,
             sqs=1,
             exact=True,
-            text="exactly 1 write, 0 reads, 1 cache write, 1 send",
+            text="exactly 1 write, 0 reads, 1 cache write, 1 send, +1 rate-limit call",
         ),
         status=200,
         warm=False,
@@ -342,7 +372,10 @@ def _run(stack: BenchStack, recording: Recording) -> list[Verdict]:
         if step.io.e2b:
             called_e2b.add(step.function)
 
-    say(f"\n{SECTION} per request (warm function): DynamoDB r/w and calls, Redis commands, other AWS, E2B")
+    say(
+        f"\n{SECTION} per request (warm function): DynamoDB r/w and calls, the response cache's Redis "
+        "commands, the rate limiter's Redis calls (limit), other AWS, E2B"
+    )
     table = []
     verdicts = []
     for row in rows:
@@ -355,6 +388,7 @@ def _run(stack: BenchStack, recording: Recording) -> list[Verdict]:
                 f"{io.dynamodb_reads}/{io.dynamodb_writes}",
                 io.describe("dynamodb"),
                 io.describe("redis"),
+                str(io.rate_limit_calls),
                 _aws_rest(io),
                 io.describe("e2b"),
                 goal,
@@ -363,7 +397,8 @@ def _run(stack: BenchStack, recording: Recording) -> list[Verdict]:
         )
         if ok is not None:
             verdicts.append(Verdict(SECTION, row.label, _summary(io), goal, ok))
-    print_table(["route / function", "r/w", "DynamoDB", "Redis", "SQS, other AWS", "E2B", "goal", ""], table)
+    headers = ["route / function", "r/w", "DynamoDB", "Redis (cache)", "limit", "SQS, other AWS", "E2B"]
+    print_table([*headers, "goal", ""], table)
     retried = {k: v for k, v in sum((r.io for r in rows), IO()).attempts.items()}
     calls = sum((r.io for r in rows), IO()).aws
     extra = {k: retried[k] - calls.get(k, 0) for k in retried if retried[k] > calls.get(k, 0)}
@@ -382,7 +417,11 @@ def _cache_key(stack: BenchStack, session_id: str) -> str:
 
 
 def _summary(io: IO) -> str:
-    parts = [f"DynamoDB {io.dynamodb_reads}r/{io.dynamodb_writes}w", f"redis {sum(io.redis.values())}"]
+    parts = [
+        f"DynamoDB {io.dynamodb_reads}r/{io.dynamodb_writes}w",
+        f"cache {sum(io.cache_commands.values())}",
+        f"rate limit {io.rate_limit_calls}",
+    ]
     if io.service("sqs"):
         parts.append(f"sqs {sum(io.service('sqs').values())}")
     return ", ".join(parts)
@@ -411,7 +450,12 @@ def _get_hits(stack: BenchStack, recording: Recording, path: str, seconds: float
     total = sum(route, IO())
     epoch_reads = total.table_calls(projects).get("GetItem", 0)
     others = total.dynamodb_reads + total.dynamodb_writes - epoch_reads
-    ok = others == 0 and epoch_reads <= math.ceil(elapsed) + 1 and total.redis.get("get", 0) == count
+    ok = (
+        others == 0
+        and epoch_reads <= math.ceil(elapsed) + 1
+        and total.redis.get("get", 0) == count
+        and total.rate_limit_calls == count
+    )
     per_request = IO(
         aws=_scaled(total.aws, count), tables=_scaled(total.tables, count), redis=_scaled(total.redis, count)
     )
@@ -419,9 +463,31 @@ def _get_hits(stack: BenchStack, recording: Recording, path: str, seconds: float
         f"GET /v1/sessions/{{id}} (cache hit, {count} in {elapsed:.1f} s)",
         "GetSessionFunction",
         per_request,
-        verdict_text=f"0 DynamoDB but the epoch read <= 1/s: {epoch_reads} epoch reads, {others} others",
+        verdict_text=f"0 DynamoDB but the epoch read <= 1/s ({epoch_reads} epoch reads, {others} others), "
+        "1 GET, +1 rate-limit call",
         ok=ok,
     )
+
+
+def _authorizer_row(stack: BenchStack, label: str, steps: list[Step], *, first: bool = False) -> Row:
+    """The key's GetItem on every decision; the project's limits' GetItem only on a process's first
+    decision for the project (then at most once a minute)."""
+    io = _route_io(steps, "AuthorizerFunction")
+    key_reads = io.table_calls(stack.table("ApiKeysTable")).get("GetItem", 0)
+    limit_reads = io.table_calls(stack.table("ProjectsTable")).get("GetItem", 0)
+    ok = (
+        key_reads == 1
+        and limit_reads == (1 if first else 0)
+        and io.dynamodb_reads == key_reads + limit_reads
+        and io.dynamodb_writes == 0
+        and not io.redis
+    )
+    goal = (
+        "1 GetItem (key) + 1 GetItem (project limits, once a minute per project and process)"
+        if first
+        else "exactly 1 GetItem (key); limits held in memory"
+    )
+    return Row(label, "AuthorizerFunction", io, verdict_text=goal, ok=ok)
 
 
 def _scaled(counter: Any, count: int) -> Any:

@@ -5,9 +5,15 @@ It reads the tables' and indexes' key schemas from template.yaml and builds ever
 key functions (session_service.keys), so it cannot drift from either. One simulated second of a tool
 router's traffic: OPS operations over TENANTS tenants, Zipf-distributed so that the largest tenant has
 LARGEST_SHARE of the traffic, in the mix below. Each operation writes and reads the items the code writes
-and reads; a write of an item also writes every index whose hash key the item carries (all our indexes
-project ALL or INCLUDE, so any change of the item is an index write). Items are taken as <= 1 KB (one write
-unit; a strongly consistent read of up to 4 KB is one read unit, an eventually consistent one half).
+and reads; a write of an item also writes every index whose key attributes the item carries (an item without
+an index's hash or range key is not in that sparse index; all our indexes project ALL or INCLUDE, so any
+change of an indexed item is counted as an index write). Items are taken as <= 1 KB (one write unit; a
+strongly consistent read of up to 4 KB is one read unit, an eventually consistent one half).
+
+Besides the mix (a share of OPS each), the model has what follows from it or runs beside it: a session token
+per created session (purged by teardown), activity stamps (at most one a minute per session), Idempotency-Key
+records on a share of the routes that take one, live-feed connections, tool-catalog changes (and the catalog
+re-reads they cause in every instance), and API key changes (admin). Their rates are the constants below.
 
 "before" is the key layout of commit 0b479a6 (one partition per project, one constant partition for the
 pending-teardown index, tag claims in the project's partition), read from that commit's template.yaml.
@@ -18,6 +24,10 @@ pending-teardown index, tag claims in the project's partition), read from that c
 from __future__ import annotations
 
 import bisect
+import functools
+import hashlib
+import itertools
+import json
 import random
 import subprocess
 import sys
@@ -28,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from devstack.template import Template, load_yaml
-from session_service import ids, keys
+from session_service import keys
 from session_service.cache_epoch import CacheEpoch  # noqa: F401 - the copies below are its items
 from session_service.settings import Settings
 
@@ -60,6 +70,15 @@ CACHE_HIT_RATIO = 0.8  # GETs served by Redis
 EXECUTES_PER_SANDBOX = 10  # an execute creates (and attaches) a sandbox once per this many
 CONTAINERS = 2_000  # concurrent function instances at this load: each re-reads the cache epoch once a second
 ACTIVE_USERS_PER_TENANT = 50
+# What follows from the mix, or runs beside it:
+STAMP_EVERY = 5  # a busy session's execute/append stamps last_active_at on 1 in 5 (at most once a minute)
+IDEMPOTENT_SHARE = 0.5  # of creates, executes, tool calls and appends, carrying an Idempotency-Key
+IDEMPOTENT_ROUTES = ("create", "create_tagged", "execute", "tool_call", "append")
+FEED_CONNECTS = 1_000  # live-feed connections opened (and as many closed) a second, half by session token
+TOOL_CHANGES = 1  # tool PUTs and DELETEs a second over all tenants (the largest: 0.1/s, 6 a minute)
+CATALOG_READ_UNITS = 5.0  # a catalog re-query, strongly consistent: 20 tools of <= 1 KB
+KEY_CHANGES = 1  # API keys issued or revoked a second over all tenants (session-admin)
+AT = "2026-11-23T00:00:00.000000Z"
 
 
 @dataclass
@@ -75,23 +94,28 @@ class Schema:
 
     def __init__(self, template: Template) -> None:
         self.tables: dict[str, str] = {}
-        self.indexes: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        self.indexes: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
         for logical_id, props in template.tables.items():
             self.tables[logical_id] = _hash_key(props["KeySchema"])
             for index in props.get("GlobalSecondaryIndexes") or []:
-                self.indexes[logical_id].append((index["IndexName"], _hash_key(index["KeySchema"])))
+                key_names = [part["AttributeName"] for part in index["KeySchema"]]
+                self.indexes[logical_id].append(
+                    (index["IndexName"], [_hash_key(index["KeySchema"]), *key_names])
+                )
 
     def write(self, load: Load, table: str, item: dict[str, str], units: float = 1.0) -> None:
         if table not in self.tables:
             return  # a table this layout did not have
         load.writes[(table, item[self.tables[table]])] += units
-        for index, hash_key in self.indexes[table]:
-            if hash_key in item:
+        for index, (hash_key, *key_names) in self.indexes[table]:
+            if all(name in item for name in key_names):  # a sparse index holds only items with its keys
                 load.writes[(f"{table}/{index}", item[hash_key])] += units
 
     def read(
         self, load: Load, table: str, partition: str, units: float = 1.0, index: str | None = None
     ) -> None:
+        if table not in self.tables or (index and index not in dict(self.indexes[table])):
+            return  # a table or index this layout did not have
         load.reads[(f"{table}/{index}" if index else table, partition)] += units
 
 
@@ -106,15 +130,22 @@ class Layout:
     name = "after"
     api_key_read_units = 0.5  # adapters.dynamodb.api_keys reads eventually consistent
 
-    def session(self, project: str, session_id: str, user: str, *, pending: bool = False) -> dict[str, str]:
+    def session(
+        self, project: str, session_id: str, user: str, *, pending: bool = False, active: bool = False
+    ) -> dict[str, str]:
+        """The session's key attributes; `pending`: a tombstone still to tear down, `active`: one with an
+        activity stamp (the sparse indexes hold only items with their keys)."""
         item = {
             "pk": keys.session_partition(project, session_id),
             "session_id": session_id,
             "user_key": keys.user_partition(project, user, session_id),
-            "updated_key": keys.updated_key("2026-11-23T00:00:00.000000Z", session_id),
+            "updated_key": keys.updated_key(AT, session_id),
         }
         if pending:
             item["teardown_pending"] = keys.pending_partition(session_id)
+            item["deleted_at"] = AT
+        if active:
+            item["active_key"] = keys.updated_key(AT, session_id)
         return item
 
     def tag_claim(self, project: str, tag: str) -> dict[str, str]:
@@ -135,6 +166,15 @@ class Layout:
     def content_keys(self) -> bool:
         return True
 
+    def activity_stamps(self) -> bool:
+        return True
+
+    def session_tokens(self) -> bool:
+        return True
+
+    def project_limits(self) -> bool:
+        return True
+
 
 class BeforeLayout(Layout):
     """Commit 0b479a6: HASH project_id on the table and by_updated, user_key = project#user, a constant
@@ -143,11 +183,19 @@ class BeforeLayout(Layout):
     name = "before"
     api_key_read_units = 1.0  # strongly consistent then
 
-    def session(self, project: str, session_id: str, user: str, *, pending: bool = False) -> dict[str, str]:
-        item = {"project_id": project, "session_id": session_id, "user_key": f"{project}#{user}"}
+    def session(
+        self, project: str, session_id: str, user: str, *, pending: bool = False, active: bool = False
+    ) -> dict[str, str]:
+        item = {
+            "project_id": project,
+            "session_id": session_id,
+            "user_key": f"{project}#{user}",
+            "updated_at": AT,
+        }
         if pending:
             item["teardown_pending"] = "pending"
-        return item
+            item["deleted_at"] = AT
+        return item  # no activity stamp then
 
     def tag_claim(self, project: str, tag: str) -> dict[str, str]:
         return {"project_id": project, "sk": f"tag#{tag}"}
@@ -167,10 +215,20 @@ class BeforeLayout(Layout):
     def content_keys(self) -> bool:
         return False  # no keys table then
 
+    def activity_stamps(self) -> bool:
+        return False  # no last_active_at then
+
+    def session_tokens(self) -> bool:
+        return False  # no tokens table then
+
+    def project_limits(self) -> bool:
+        return False  # no rate limits then
+
 
 # --- the workload ------------------------------------------------------------------------------------------
 
 
+@functools.cache
 def zipf_tenants(count: int, largest_share: float) -> tuple[list[str], list[float]]:
     """Tenant ids and cumulative weights of a Zipf law giving the first tenant `largest_share`."""
     low, high = 0.0, 4.0
@@ -187,44 +245,78 @@ def zipf_tenants(count: int, largest_share: float) -> tuple[list[str], list[floa
     return [f"prj_{rank:026d}" for rank in range(count)], cumulative
 
 
-def operations(rng: random.Random) -> Iterator[tuple[str, str]]:
+def tenant(rng: random.Random) -> str:
     tenants, cumulative = zipf_tenants(TENANTS, LARGEST_SHARE)
+    return tenants[min(bisect.bisect(cumulative, rng.random()), TENANTS - 1)]
+
+
+def tenant_shares() -> Iterator[tuple[str, float]]:
+    """Every tenant with its expected share of the traffic (for the rare operations, too rare to sample)."""
+    tenants, cumulative = zipf_tenants(TENANTS, LARGEST_SHARE)
+    shares = [cumulative[0], *(high - low for low, high in itertools.pairwise(cumulative))]
+    yield from zip(tenants, shares, strict=True)
+
+
+def operations(rng: random.Random) -> Iterator[tuple[str, str]]:
     for operation, share in MIX.items():
         for _ in range(int(OPS * share)):
-            yield operation, tenants[min(bisect.bisect(cumulative, rng.random()), TENANTS - 1)]
+            yield operation, tenant(rng)
+
+
+def new_session_id(rng: random.Random) -> str:
+    """A session id's shape (ses_ + 26 characters) from the model's seed; its shard is a hash of it."""
+    return f"ses_{rng.getrandbits(104):026x}"
+
+
+def idempotency_record(operation: str, project: str, key: str) -> dict[str, str]:
+    """Powertools' record id as adapters.idempotency configures it: the route, then the SHA-256 of
+    [project_id, key] (one partition per key: only a client's retries of one request share it)."""
+    digest = hashlib.sha256(json.dumps([project, key]).encode()).hexdigest()
+    return {"id": f"{operation}#{digest}"}
 
 
 def simulate(layout: Layout, schema: Schema, seed: int = 7) -> Load:
     rng = random.Random(seed)
+    extra = random.Random(seed + 1)  # the draws of what follows from the mix: the mix's own stay as they were
+    session_ids = random.Random(seed + 2)  # seeded too, so the figures are the same on every run
     load = Load()
-    events: list[str] = []  # the project of every stream record the notifier reads
+    events: list[tuple[str, str]] = []  # the project and session of every stream record the notifier reads
+    tool_calls: Counter[str] = Counter()
     s = "SessionsTable"
     for operation, project in operations(rng):
-        session_id = ids.new_session_id()
+        session_id = new_session_id(session_ids)
         user = f"user-{rng.randrange(ACTIVE_USERS_PER_TENANT)}"
         item = layout.session(project, session_id, user)
         home = item[schema.tables[s]]
+        conversation = keys.audit_partition(project, session_id)
+        token = {"token_hash": f"token-of-{session_id}", "token_id": "tok", "session_key": conversation}
         if operation == "get":
             if rng.random() > CACHE_HIT_RATIO:
                 schema.read(load, s, home)
         elif operation == "execute":
             schema.read(load, s, home)
-            schema.write(load, "AuditTable", {"session_key": keys.audit_partition(project, session_id)})
+            schema.write(load, "AuditTable", {"session_key": conversation})
             if rng.random() < 1 / EXECUTES_PER_SANDBOX:
                 schema.write(load, s, item)  # the fence records the sandbox
         elif operation == "patch":
             schema.read(load, s, home)
             schema.write(load, s, item)
-            schema.write(load, "AuditTable", {"session_key": keys.audit_partition(project, session_id)})
+            schema.write(load, "AuditTable", {"session_key": conversation})
         elif operation in ("create", "create_tagged"):
             schema.write(load, s, item)
-            schema.write(load, "AuditTable", {"session_key": keys.audit_partition(project, session_id)})
+            schema.write(load, "AuditTable", {"session_key": conversation})
             if layout.content_keys():  # the session's key, in the create transaction (2 units per item)
                 schema.write(load, "KeysTable", {"pk": keys.session_key_partition(project, session_id)}, 2.0)
             if operation == "create_tagged":
                 claim = layout.tag_claim(project, f"tag-{rng.randrange(1_000_000)}")
                 schema.read(load, "ProjectsTable", claim[schema.tables["ProjectsTable"]])
                 schema.write(load, "ProjectsTable", claim)
+            if layout.session_tokens():
+                # Its agent's session token: one transaction (the session checked, the token and its audit
+                # entry put; 2 units per item).
+                schema.read(load, s, home, 2.0)
+                schema.write(load, "TokensTable", token, 2.0)
+                schema.write(load, "AuditTable", {"session_key": conversation}, 2.0)
         elif operation == "delete":
             tombstone = layout.session(project, session_id, user, pending=True)
             schema.write(load, s, tombstone)
@@ -232,6 +324,9 @@ def simulate(layout: Layout, schema: Schema, seed: int = 7) -> Load:
             schema.write(load, s, tombstone)  # ...and completes: its pending marker leaves the index
             if layout.content_keys():  # teardown deletes the session's key first
                 schema.write(load, "KeysTable", {"pk": keys.session_key_partition(project, session_id)})
+            if layout.session_tokens():  # and purges its token
+                schema.read(load, "TokensTable", conversation, 0.5, index="by_session")
+                schema.write(load, "TokensTable", token)
         elif operation == "list":  # one page: every shard's first page, about one read unit each
             for partition in layout.project_partitions(project):
                 schema.read(load, s, partition)
@@ -247,21 +342,60 @@ def simulate(layout: Layout, schema: Schema, seed: int = 7) -> Load:
             schema.read(load, s, home)
             copy = rng.randrange(keys.CATALOG_VERSION_COPIES)
             schema.read(load, "ToolsTable", keys.catalog_version_partition(project, copy))
-            schema.write(load, "AuditTable", {"session_key": keys.audit_partition(project, session_id)})
+            schema.write(load, "AuditTable", {"session_key": conversation})
+            tool_calls[project] += 1
         elif operation in ("append", "list_messages"):
-            conversation = keys.audit_partition(project, session_id)
             schema.read(load, s, home)
             schema.read(load, "MessagesTable", conversation)
             if operation == "append":  # one transaction: 2 units per item; the session is only checked
                 schema.read(load, s, home, 2.0)
                 schema.write(load, "MessagesTable", {"session_key": conversation}, 6.0)
-                events.append(project)
+                events.append((project, conversation))
         if operation in ("create", "create_tagged", "patch", "delete"):
-            events.append(project)
-    # The notifier reads a project's connections once per batch of stream records it is in.
-    for project, count in Counter(events).items():
+            events.append((project, conversation))
+        stamps = layout.activity_stamps() and operation in ("execute", "append")
+        if stamps and extra.random() < 1 / STAMP_EVERY:
+            # The activity stamp, at most once a minute per session (session_service.activity).
+            schema.write(load, s, layout.session(project, session_id, user, active=True))
+        if operation in IDEMPOTENT_ROUTES and extra.random() < IDEMPOTENT_SHARE:
+            # A conditional PutItem (in progress), then an UpdateItem (the response): one key, two writes.
+            record = idempotency_record(operation, project, f"key-{extra.getrandbits(64)}")
+            schema.write(load, "IdempotencyTable", record)
+            schema.write(load, "IdempotencyTable", record)
+    # The notifier reads a project's connections once per batch of stream records it is in, and each
+    # session's token connections.
+    for project, count in Counter(project for project, _ in events).items():
         for _ in range(max(1, count // STREAM_BATCH)):
             schema.read(load, "ConnectionsTable", project, 0.5, index="by_project")
+    for session_scope in {scope for _, scope in events}:
+        schema.read(load, "ConnectionsTable", session_scope, 0.5, index="by_session")
+    # Live-feed connections: a put at $connect, a delete at $disconnect; the sparse index of its kind.
+    for number in range(FEED_CONNECTS):
+        project = tenant(extra)
+        connection = {"connection_id": f"conn-{number}"}
+        if number % 2:
+            connection["project_scope"] = project
+        else:
+            connection["session_scope"] = keys.audit_partition(project, new_session_id(session_ids))
+        schema.write(load, "ConnectionsTable", connection, 2.0)
+    # Rare operations, at their expected rate per tenant.
+    for project, share in tenant_shares():
+        changes = TOOL_CHANGES * share
+        # A tool PUT reads the tool, then one transaction puts it and moves every copy of the catalog
+        # version; each instance serving the tenant's tool calls then re-queries the catalog once.
+        schema.read(load, "ToolsTable", project, changes)
+        schema.write(load, "ToolsTable", {"pk": project}, 2.0 * changes)
+        for copy in range(keys.CATALOG_VERSION_COPIES):
+            schema.write(
+                load, "ToolsTable", {"pk": keys.catalog_version_partition(project, copy)}, 2.0 * changes
+            )
+        rereads = min(float(tool_calls[project]), changes * CONTAINERS)
+        schema.read(load, "ToolsTable", project, rereads * CATALOG_READ_UNITS)
+        # An API key issued (a conditional put) or revoked (found in by_project, then updated).
+        key_changes = KEY_CHANGES * share
+        api_key = {"key_hash": f"key-of-{project}", "project_id": project, "key_id": "key"}
+        schema.write(load, "ApiKeysTable", api_key, key_changes)
+        schema.read(load, "ApiKeysTable", project, 0.5 * key_changes, index="by_project")
     # The sweeper: every 5 minutes, one query per shard of its index (negligible, but it is a key).
     for partition in layout.pending_partitions():
         schema.read(load, s, partition, 1 / 300, index="pending_teardown")
@@ -277,6 +411,11 @@ def simulate(layout: Layout, schema: Schema, seed: int = 7) -> Load:
         ttl = Settings().content_key_cache_seconds
         largest = zipf_tenants(TENANTS, LARGEST_SHARE)[0][0]
         schema.read(load, "KeysTable", keys.project_key_partition(largest), CONTAINERS / ttl)
+    if layout.project_limits():
+        # The authorizer reads a project's record (its rate limits, strongly consistent) at most once per
+        # PROJECT_LIMITS_TTL_SECONDS per instance; at worst every instance serves the largest tenant.
+        largest = zipf_tenants(TENANTS, LARGEST_SHARE)[0][0]
+        schema.read(load, "ProjectsTable", largest, CONTAINERS / Settings().project_limits_ttl_seconds)
     return load
 
 
@@ -320,6 +459,12 @@ def report(label: str, rows: dict[str, dict[str, Any]], out: Callable[[str], Non
 def main(out: Callable[[str], None] = print) -> bool:
     out(f"Key-load model: {OPS:,} operations/s over {TENANTS:,} tenants (Zipf, largest {LARGEST_SHARE:.0%}),")
     out("  mix " + ", ".join(f"{name} {share:.0%}" for name, share in MIX.items()))
+    out(
+        f"  and beside it: a session token per create, an activity stamp on 1 in {STAMP_EVERY} executes and "
+        f"appends, Idempotency-Key records on {IDEMPOTENT_SHARE:.0%} of {', '.join(IDEMPOTENT_ROUTES)}, "
+        f"{FEED_CONNECTS:,} feed connections/s, {TOOL_CHANGES} tool change/s (each re-read by every "
+        f"instance), {KEY_CHANGES} API key change/s, the authorizer's project-limits read"
+    )
     legacy = before_template()
     if legacy is not None:
         report(

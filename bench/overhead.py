@@ -18,6 +18,10 @@ ratio of the p50s (of CPU time too, the wall ratio beside it). To add a row, wri
                          Case("on", append({"MESSAGE_ENCRYPTION": "true"})),
                          Case("off", append({"MESSAGE_ENCRYPTION": "false"})))
 
+The events carry the API key authorizer's context (`BenchStack.http_event`: the project, the credential
+and the project's limits), so every handler takes its rate-limit tokens in one Redis call, as behind API
+Gateway; the raw side of a handler-against-raw-calls row makes that call too (`_raw_rate_limit`).
+
 Two environments of one function take turns in this process, so such a row calls `invoker.invoke` (which
 applies the environment on each call, on both sides alike); a handler-against-raw-calls row holds one
 environment for the whole row with `stack.handler(...)`, so that only the handler is timed.
@@ -90,17 +94,32 @@ def _revive(stack: BenchStack, session_id: str) -> None:
     stack.redis.delete(_cache_key(stack, session_id))
 
 
+def _raw_rate_limit(stack: BenchStack) -> Callable[[], Any]:
+    """The route limiter's one Redis call made with redis-py directly: the token-bucket script on the
+    caller's general bucket, with the limit the authorizer's context carries."""
+    from session_service.adapters.redis_limits import _TAKE, bucket_key
+    from session_service.auth import CREDENTIAL_CONTEXT_KEY, RATE_LIMIT_CONTEXT_KEY
+    from session_service.limits import GENERAL
+
+    context = stack.authorizer_context
+    script = stack.redis_text.register_script(_TAKE)
+    keys = [bucket_key(stack.project_id, str(context[CREDENTIAL_CONTEXT_KEY]), GENERAL)]
+    args = [int(context[RATE_LIMIT_CONTEXT_KEY])]
+    return lambda: script(keys=keys, args=args)
+
+
 def _ok(reply: dict[str, Any], status: int = 200) -> dict[str, Any]:
     if reply["statusCode"] != status:
         raise RuntimeError(f"expected {status}: {reply}")
     return reply
 
 
-def _raw_tombstone(stack: BenchStack, session_id: str) -> None:
-    """DELETE's calls made with boto3 and redis-py directly: the conditional UpdateItem, SET "!",
-    SendMessage."""
+def _raw_tombstone(stack: BenchStack, session_id: str, take: Callable[[], Any]) -> None:
+    """DELETE's calls made with boto3 and redis-py directly: the rate limiter's EVALSHA, the conditional
+    UpdateItem, SET "!", SendMessage."""
     from session_service import keys
 
+    take()
     at = "2026-01-01T00:00:00.000000Z"
     token = uuid.uuid4().hex
     stack.ddb.update_item(
@@ -132,7 +151,7 @@ def _raw_tombstone(stack: BenchStack, session_id: str) -> None:
 def get_hit(stack: BenchStack) -> Iterator[Comparison]:
     session_id = stack.create_session(config={"model": "m1"}, metadata={"channel": "bench"})
     event = stack.http_event("get_session.json", f"/v1/sessions/{session_id}", session_id)
-    key = _cache_key(stack, session_id)
+    key, take = _cache_key(stack, session_id), _raw_rate_limit(stack)
     with stack.handler("GetSessionFunction") as get:
         _ok(get(event))  # fills the cache
         yield Comparison(
@@ -140,7 +159,7 @@ def get_hit(stack: BenchStack) -> Iterator[Comparison]:
             "diff",
             1.0,
             Case("handler", get.run, setup=lambda: get.prepare(event)),
-            Case("redis GET", lambda _: stack.redis_text.get(key)),
+            Case("EVALSHA (limit) + redis GET", lambda _: (take(), stack.redis_text.get(key))),
             section=SECTION_P3,
         )
 
@@ -157,8 +176,10 @@ def get_miss(stack: BenchStack) -> Iterator[Comparison]:
         stack.table("SessionsTable"),
     )
     fill = stack.redis_text.register_script(_GUARDED_FILL)
+    take = _raw_rate_limit(stack)
 
     def raw_calls(_: Any) -> None:
+        take()
         stack.redis_text.get(key)
         item = stack.ddb.get_item(TableName=table, Key=item_key, ConsistentRead=True)["Item"]
         fill(keys=[key], args=[1, int(time.time() * 1000), json.dumps(item, default=str), 30])
@@ -169,7 +190,7 @@ def get_miss(stack: BenchStack) -> Iterator[Comparison]:
             "diff",
             1.0,
             Case("handler", get.run, setup=lambda: (stack.redis.delete(key), get.prepare(event))[1]),
-            Case("redis GET + GetItem + fill", raw_calls, setup=lambda: stack.redis.delete(key)),
+            Case("EVALSHA (limit) + GET + GetItem + fill", raw_calls, setup=lambda: stack.redis.delete(key)),
             section=SECTION_P3,
         )
 
@@ -180,6 +201,7 @@ def delete(stack: BenchStack) -> Iterator[Comparison]:
     session_id = stack.create_session(config={"model": "m1"})
     raw_id = stack.create_session(config={"model": "m1"})
     event = stack.http_event("delete_session.json", f"/v1/sessions/{session_id}", session_id)
+    take = _raw_rate_limit(stack)
     with stack.handler("DeleteSessionFunction") as delete_session:
         yield Comparison(
             "DELETE",
@@ -191,8 +213,8 @@ def delete(stack: BenchStack) -> Iterator[Comparison]:
                 setup=lambda: (_revive(stack, session_id), delete_session.prepare(event))[1],
             ),
             Case(
-                "UpdateItem + SET + SendMessage",
-                lambda _: _raw_tombstone(stack, raw_id),
+                "EVALSHA (limit) + UpdateItem + SET + SendMessage",
+                lambda _: _raw_tombstone(stack, raw_id, take),
                 setup=lambda: _revive(stack, raw_id),
             ),
             section=SECTION_P3,
@@ -223,9 +245,10 @@ def authorizer(stack: BenchStack) -> Iterator[Comparison]:
 
 @contextlib.contextmanager
 def epoch_cost(stack: BenchStack) -> Iterator[Comparison]:
-    """A cache-hit GET with its epoch check against the same raw calls (a redis GET, and the epoch's GetItem
-    whenever a second has passed since the last), as a mean over a few seconds: the epoch read is a rare
-    call that a p50 would hide. The handler's epoch reads are counted (goal: at most one a second)."""
+    """A cache-hit GET with its epoch check against the same raw calls (the limiter's EVALSHA, a redis GET,
+    and the epoch's GetItem whenever a second has passed since the last), as a mean over a few seconds: the
+    epoch read is a rare call that a p50 would hide. The handler's epoch reads are counted (goal: at most
+    one a second)."""
     from session_service.adapters.dynamodb.cache_epoch import epoch_partition
 
     session_id = stack.create_session(config={"model": "m1"})
@@ -234,8 +257,10 @@ def epoch_cost(stack: BenchStack) -> Iterator[Comparison]:
     projects = stack.table("ProjectsTable")
     epoch_key = {"pk": {"S": epoch_partition(0)}, "sk": {"S": "epoch"}}
     last_read, raw_reads = [0.0], [0]
+    take = _raw_rate_limit(stack)
 
     def raw_calls(_: Any) -> None:
+        take()
         stack.redis_text.get(key)
         if time.monotonic() - last_read[0] >= 1.0:
             stack.ddb.get_item(TableName=projects, Key=epoch_key, ConsistentRead=True)
@@ -270,7 +295,7 @@ def epoch_cost(stack: BenchStack) -> Iterator[Comparison]:
             "diff",
             1.0,
             Case("handler", get.run, setup=lambda: get.prepare(event)),
-            Case("redis GET + epoch GetItem <= 1/s", raw_calls),
+            Case("EVALSHA (limit) + GET + epoch GetItem <= 1/s", raw_calls),
             rounds=4000,
             stat="mean",
             note=note,
@@ -404,9 +429,9 @@ def delete_heavy(stack: BenchStack) -> Iterator[Comparison]:
 
 @contextlib.contextmanager
 def append(stack: BenchStack) -> Iterator[Comparison]:
-    """An append (no local_id) against its calls: the session's GetItem, the counter's GetItem, and one
-    transaction (the session's ConditionCheck, the counter moved, the message put). The activity stamp
-    (an UpdateItem at most once a minute per session) is outside the p50."""
+    """An append (no local_id) against its calls: the rate limiter's EVALSHA, the session's GetItem, the
+    counter's GetItem, and one transaction (the session's ConditionCheck, the counter moved, the message
+    put). The activity stamp (an UpdateItem at most once a minute per session) is outside the p50."""
     from session_service import keys
     from session_service.adapters.dynamodb.messages import COUNTER, message_sk
 
@@ -417,8 +442,10 @@ def append(stack: BenchStack) -> Iterator[Comparison]:
     sessions, messages = stack.table("SessionsTable"), stack.table("MessagesTable")
     partition = keys.audit_partition(stack.project_id, raw_id)
     counter_key = {"session_key": {"S": partition}, "sk": {"S": COUNTER}}
+    take = _raw_rate_limit(stack)
 
     def raw_calls(_: Any) -> None:
+        take()
         stack.ddb.get_item(TableName=sessions, Key=_item_key(stack, raw_id), ConsistentRead=True)
         counter = stack.ddb.get_item(TableName=messages, Key=counter_key, ConsistentRead=True).get("Item")
         last = int(counter["last_seq"]["N"]) if counter else 0
@@ -483,7 +510,7 @@ def append(stack: BenchStack) -> Iterator[Comparison]:
                 lambda prepared: _ok(append_message.run(prepared), 201),
                 setup=lambda: append_message.prepare(event),
             ),
-            Case("2 GetItem + TransactWriteItems", raw_calls),
+            Case("EVALSHA (limit) + 2 GetItem + TransactWriteItems", raw_calls),
             rounds=80,
         )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import http.client
 import json
 import os
@@ -36,6 +37,9 @@ from devstack.websocket import WebSocketGateway
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
 REGION = "us-east-1"
+# The bench project's own rate limits (session-admin set-limits), the most a project may have: every route
+# runs its limiter as it does for any caller, and no bench makes enough requests to be refused.
+BENCH_RATE_LIMIT_PER_MINUTE = 1_000_000
 
 
 def sample_event(name: str, **changes: Any) -> dict[str, Any]:
@@ -163,6 +167,7 @@ class BenchStack:
             )
         ).admin
         self.project_id = admin.create_project("bench").project_id
+        admin.set_limits(self.project_id, BENCH_RATE_LIMIT_PER_MINUTE, BENCH_RATE_LIMIT_PER_MINUTE)
         self.api_key = admin.issue_key(self.project_id).api_key
 
     # -- names ---------------------------------------------------------------------------------------------
@@ -207,13 +212,27 @@ class BenchStack:
         assert reply.status == 201, reply
         return str(reply.body["id"])
 
+    @functools.cached_property
+    def authorizer_context(self) -> dict[str, Any]:
+        """What the API key authorizer hands a route for the bench's key, from one real decision: the
+        project, the credential and the project's rate limits, so that a route runs its rate limiter (one
+        Redis call) as it does behind API Gateway."""
+        from session_service.auth import PROJECT_CONTEXT_KEY
+
+        event = sample_event("authorizer.json", identitySource=[self.api_key])
+        event["headers"]["x-api-key"] = self.api_key
+        context = dict(self.invoker.invoke("AuthorizerFunction", event)["context"])
+        if context.get(PROJECT_CONTEXT_KEY) != self.project_id:
+            raise RuntimeError(f"the authorizer did not accept the bench's key: {context}")
+        return context
+
     def http_event(
         self, name: str, path: str, session_id: str | None = None, **changes: Any
     ) -> dict[str, Any]:
         """A sample event (events/) for this project: the authorizer's context as API Gateway passes it."""
         event = sample_event(name, rawPath=path, **changes)
         event["requestContext"]["http"]["path"] = path
-        event["requestContext"]["authorizer"] = {"lambda": {"project_id": self.project_id}}
+        event["requestContext"]["authorizer"] = {"lambda": dict(self.authorizer_context)}
         if session_id is not None:
             event["pathParameters"] = {**(event.get("pathParameters") or {}), "session_id": session_id}
         return event

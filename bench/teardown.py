@@ -10,9 +10,10 @@ and re-enqueues the rest, so 1,000 sandboxes take 10 runs. "Function time" is th
 durations: what Lambda bills and what the queue waits for.
 
 Budgets: 100 sandboxes at 50 ms per kill <= 1.5 s of function time; 1,000 <= 12 s across runs; with 429s
-injected on kills, nothing is left behind. The kill concurrency is chosen from the sweep this prints, within
-E2B's published limits (docs/operations.md: 20,000 lifecycle calls (create, kill, list...) per 30 s per
-team, sandbox creation 1/s Hobby and 5/s Pro).
+injected on kills, nothing is left behind. The kill concurrency is chosen from the sweep this prints,
+weighed against E2B's published limits (docs/operations.md: 20,000 lifecycle calls (create, kill, list...)
+per 30 s per team, which 5 teardowns x 8 kills exceed when kills take under 60 ms: the 429s are retried;
+sandbox creation 1/s Hobby and 5/s Pro).
 """
 
 from __future__ import annotations
