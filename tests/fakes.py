@@ -10,7 +10,7 @@ import os
 import threading
 from dataclasses import replace
 
-from session_service import clock
+from session_service import clock, keys
 from session_service.errors import (
     DependencyUnavailable,
     SandboxGone,
@@ -101,7 +101,11 @@ class FakeSessionStore:
         ]
         if query.user_id is not None:
             live = [s for s in live if s.user_id == query.user_id]
-        live.sort(key=lambda s: s.session_id, reverse=True)
+        if query.active_since is not None:  # the by_activity index: active_key >= active_since, newest first
+            live = [s for s in live if s.last_active_at and _active_key(s) >= query.active_since]
+            live.sort(key=_active_key, reverse=True)
+        else:
+            live.sort(key=lambda s: s.session_id, reverse=True)
         start = 0
         if query.cursor:
             start = next(i for i, s in enumerate(live) if s.session_id == query.cursor) + 1
@@ -165,6 +169,10 @@ class FakeSessionStore:
             if s.deleted_at is not None and s.teardown_state == "pending" and s.deleted_at < deleted_before
         ]
         return pending[:limit]
+
+
+def _active_key(session: Session) -> str:
+    return keys.updated_key(str(session.last_active_at), session.session_id)
 
 
 class FakeQueue:

@@ -136,22 +136,24 @@ Resources:
 def test_queues_refuse_a_message_over_their_maximum_size_as_sqs_does(
     template: Template, local_resources: LocalResources, moto_server: MotoServer
 ) -> None:
-    """template.yaml caps its queues at 256 KiB (SQS allows up to 1 MiB); the local queues refuse the same."""
+    """template.yaml caps each queue at 256 KiB (SQS allows up to 1 MiB); the local queues refuse the same."""
     from botocore.exceptions import ClientError
 
     sqs = aws_client("sqs", moto_server.url, local_resources.region)
-    url = local_resources.ref("TeardownQueue")
-    assert template.queues["TeardownQueue"]["MaximumMessageSize"] == 262144
-    sqs.send_message(QueueUrl=url, MessageBody="x" * 262144)
-    try:
-        sqs.send_message(QueueUrl=url, MessageBody="x" * 262145)
-    except ClientError as error:
-        assert error.response["Error"]["Code"] == "InvalidParameterValue"
-    else:
-        raise AssertionError("a message over the queue's MaximumMessageSize was accepted")
-    finally:
-        while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get(
-            "Messages", []
-        ):
-            for message in messages:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    assert "FailedInvocationsQueue" in template.queues  # and the teardown queue and its DLQ
+    for name, queue in template.queues.items():
+        assert queue.get("MaximumMessageSize") == 262144, name
+        url = local_resources.ref(name)
+        sqs.send_message(QueueUrl=url, MessageBody="x" * 262144)
+        try:
+            sqs.send_message(QueueUrl=url, MessageBody="x" * 262145)
+        except ClientError as error:
+            assert error.response["Error"]["Code"] == "InvalidParameterValue", name
+        else:
+            raise AssertionError(f"a message over {name}'s MaximumMessageSize was accepted")
+        finally:
+            while messages := sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0
+            ).get("Messages", []):
+                for message in messages:
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])

@@ -1,5 +1,5 @@
 """`make dev` always stops (issue 16): SIGTERM or Ctrl-C ends the whole stack within 5 s whatever is still
-open, and a second Ctrl-C ends it at once.
+open (also when one of its services has already died), and a second Ctrl-C ends it at once.
 
 The hard case, as a user gets there with the real e2b SDK: a `commands.run` stream that never ends, two
 background commands whose children wait for ever, a paused sandbox, and half-sent requests to the gateway and
@@ -13,6 +13,7 @@ Stopping races with everything still running, so the case runs twice in `make te
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -157,8 +158,9 @@ def _alive(pid: int) -> bool:
 # -- the cases ---------------------------------------------------------------------------------------------
 
 
-def sigterm_stops_everything(case: HardCase) -> float:
-    code, took = case.wait(STOP_LIMIT, since=case.signal(signal.SIGTERM))
+def a_signal_stops_everything(case: HardCase, signum: int = signal.SIGTERM) -> float:
+    """One SIGTERM or SIGINT: the graceful stop, exit 0 within STOP_LIMIT, nothing left. Seconds it took."""
+    code, took = case.wait(STOP_LIMIT, since=case.signal(signum))
 
     assert code == 0, f"exit status {code}:\n{case.log_tail()}"
     case.assert_nothing_left()
@@ -168,15 +170,31 @@ def sigterm_stops_everything(case: HardCase) -> float:
 
 @pytest.mark.parametrize("round", range(1, ROUNDS + 1))
 def test_sigterm_stops_everything_within_5s(hard_case: HardCase, round: int) -> None:
-    took = sigterm_stops_everything(hard_case)
+    took = a_signal_stops_everything(hard_case)
     print(f"round {round}: stopped in {took:.2f}s")
 
 
 def test_sigterm_stops_everything_with_redis_sigstopped(hard_case: HardCase) -> None:
     os.kill(hard_case.endpoints["pids"]["redis"], signal.SIGSTOP)  # "Redis hangs", as a fault test makes it
 
-    took = sigterm_stops_everything(hard_case)
+    took = a_signal_stops_everything(hard_case)
     print(f"stopped with redis SIGSTOPped in {took:.2f}s")
+
+
+def test_a_single_sigint_stops_everything_within_5s(hard_case: HardCase) -> None:
+    took = a_signal_stops_everything(hard_case, signal.SIGINT)  # Ctrl-C once: the same graceful stop, exit 0
+    print(f"stopped by one SIGINT in {took:.2f}s")
+
+
+@pytest.mark.parametrize("service", ["moto", "redis", "e2b"])
+def test_sigterm_stops_everything_with_a_service_already_dead(hard_case: HardCase, service: str) -> None:
+    endpoints = json.loads((Path(hard_case.endpoints["state_dir"]) / "endpoints.json").read_text())
+    pid = endpoints["pids"][service]
+    os.kill(pid, signal.SIGKILL)  # kill -9, as a crash or the OOM killer would
+    eventually(lambda: not _alive(pid), f"{service} (pid {pid}) dead")
+
+    took = a_signal_stops_everything(hard_case)
+    print(f"stopped with {service} already dead in {took:.2f}s")
 
 
 def test_a_second_sigint_exits_at_once(hard_case: HardCase) -> None:
@@ -193,5 +211,5 @@ def test_a_second_sigint_exits_at_once(hard_case: HardCase) -> None:
 @pytest.mark.soak
 @pytest.mark.parametrize("round", range(1, SOAK_ROUNDS + 1))
 def test_soak_sigterm_stops_everything_within_5s(hard_case: HardCase, round: int) -> None:
-    took = sigterm_stops_everything(hard_case)
+    took = a_signal_stops_everything(hard_case)
     print(f"soak round {round}: stopped in {took:.2f}s")

@@ -114,6 +114,35 @@ def test_messages_are_404_for_another_project_and_after_delete(
     assert append(api, project, session["id"], "late", key=None, token=token).status == 404
 
 
+def test_a_session_token_lists_its_own_sessions_messages_and_no_other_sessions(
+    api: Api, project: Project, other_project: Project
+) -> None:
+    mine, sibling, foreign = api.create(project), api.create(project), api.create(other_project)
+    tokens = {
+        session["id"]: api.call("POST", f"/v1/sessions/{session['id']}/tokens", key=owner.api_key).body[
+            "token"
+        ]
+        for session, owner in ((mine, project), (sibling, project), (foreign, other_project))
+    }
+    for text in ("one", "two"):
+        assert append(api, project, mine["id"], text).status == 201
+    assert append(api, project, sibling["id"], "the sibling's").status == 201
+
+    def listed(session_id: str, token: str) -> Any:
+        path = f"/v1/sessions/{session_id}/messages"
+        return api.call("GET", path, key=None, token=token, query={"after_seq": "0"})
+
+    own = listed(mine["id"], tokens[mine["id"]])
+    assert own.status == 200
+    assert [(m["seq"], m["content"]) for m in own.body["items"]] == [(1, "one"), (2, "two")]
+    # Another session's token, of this project or another: as if the session did not exist.
+    for other in (sibling["id"], foreign["id"]):
+        refused = listed(mine["id"], tokens[other])
+        assert refused.status == 404 and refused.body["error"]["code"] == "not_found", other
+        assert "one" not in str(refused.body)
+    assert listed(sibling["id"], tokens[mine["id"]]).status == 404
+
+
 def test_an_append_racing_a_delete_lands_before_the_tombstone_or_is_404(
     api: Api, project: Project, teardown: TeardownPipeline
 ) -> None:

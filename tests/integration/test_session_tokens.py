@@ -13,6 +13,7 @@ from plugins.api import Api, Project
 from plugins.teardown import TeardownPipeline
 from session_service import keys
 from session_service.auth import hash_key
+from session_service.clock import parse_iso
 from session_service.models import TokenRecord
 from session_service.runtime import container_for
 from session_service.settings import Settings
@@ -70,6 +71,21 @@ def test_minting_needs_a_live_session_of_the_callers_project(
         assert reply.status == 422 and reply.body["error"]["code"] == "validation_error", ttl
     assert api.call("DELETE", f"/v1/sessions/{session['id']}", key=project.api_key).status == 200
     assert mint(api, project, session["id"]).status == 404
+
+
+@pytest.mark.parametrize("body", [None, {}], ids=["no-body", "empty-body"])
+def test_a_token_minted_without_a_ttl_expires_in_an_hour(
+    api: Api, project: Project, invoker: Any, body: dict | None
+) -> None:
+    session = api.create(project)
+    before = time.time()
+    reply = api.call("POST", f"/v1/sessions/{session['id']}/tokens", key=project.api_key, body=body)
+    after = time.time()
+    assert reply.status == 201
+    expires_at = parse_iso(reply.body["expires_at"]).timestamp()
+    assert before + 3600 <= expires_at <= after + 3600
+    stored = token_store(invoker).get_by_hash(hash_key(reply.body["token"]))
+    assert stored is not None and stored.expires_at == int(expires_at)  # the table's TTL attribute
 
 
 @pytest.mark.parametrize(

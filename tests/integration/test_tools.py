@@ -182,6 +182,55 @@ def test_search_finds_the_right_tool_first_among_200(api: Api, project: Project,
     assert bad.status == 422
 
 
+def test_the_search_tools_builtin_ranks_as_the_search_route_does(api: Api, project: Project) -> None:
+    descriptions = {
+        "weather_forecast": "Fetch the weather forecast for a city",
+        "weather_history": "Fetch past weather records for a city and a date range",
+        "city_population": "Look up the population of a city",
+        "send_email": "Send an email to a recipient",
+        "currency_rates": "Fetch today's currency exchange rates",
+    }
+    for name, description in descriptions.items():
+        assert put(api, project, name, description=description).status == 201
+    session = api.create(project)
+    query = "weather forecast for a city"
+    best = ["weather_forecast", "weather_history", "city_population"]  # only tools that match at all
+    for limit, expected in [(10, best), (2, best[:2])]:
+        listed = api.call(
+            "GET",
+            f"/v1/sessions/{session['id']}/tools",
+            key=project.api_key,
+            query={"query": query, "limit": str(limit)},
+        )
+        assert listed.status == 200
+        ranked = [(tool["name"], tool["score"]) for tool in listed.body["items"]]
+        assert [name for name, _ in ranked] == expected
+
+        arguments = {"query": query, "limit": limit}
+        rest = call(api, project, session["id"], "search_tools", arguments)
+        assert rest.status == 200 and rest.body["is_error"] is False
+        found = rest.body["structured_content"]["tools"]
+        assert [(tool["name"], tool["score"]) for tool in found] == ranked
+        assert json.loads(rest.body["content"][0]["text"]) == found
+
+        mcp = api.call(
+            "POST",
+            f"/v1/sessions/{session['id']}/mcp",
+            key=project.api_key,
+            body={
+                "jsonrpc": "2.0",
+                "id": limit,
+                "method": "tools/call",
+                "params": {"name": "search_tools", "arguments": arguments},
+            },
+            headers={"mcp-protocol-version": "2025-06-18", "accept": "application/json, text/event-stream"},
+        )
+        assert mcp.status == 200, mcp.body
+        result = mcp.body["result"]
+        assert result["isError"] is False
+        assert [(tool["name"], tool["score"]) for tool in result["structuredContent"]["tools"]] == ranked
+
+
 # --- calls ------------------------------------------------------------------------------------------------
 
 

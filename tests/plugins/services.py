@@ -4,7 +4,8 @@ stopped at its end; nothing is assumed to be running.
 
 - `moto_server`, `redis_server` (+ `redis_down`), `aws_env`: the services, and the SDK pointed at them.
 - `template`, `local_resources`, `local_endpoints`, `invoker`: template.yaml provisioned in the session's
-  moto server, and its functions callable in-process with their own environment.
+  moto server, and its functions callable in-process with their own environment; `websocket_gateway`, its
+  WebSocket API (the functions' management endpoint).
 - `devstack`: the whole dev stack (`python -m devstack`) as a subprocess, for e2e tests over HTTP
   (`launch_devstack` starts another one), and what tests check after stopping it: `sandbox_processes`,
   `stack_processes`, `can_listen`. In smoke mode (`make smoke API=... KEY=...`: SMOKE_API_URL and
@@ -34,6 +35,7 @@ from devstack.functions import InProcessInvoker, LocalEndpoints, local_overrides
 from devstack.provision import provision
 from devstack.services import MotoServer, RedisServer, live_processes
 from devstack.template import LocalResources, Template
+from devstack.websocket import WebSocketGateway
 from session_service.auth import MAX_RATE_LIMIT_PER_MINUTE
 from session_service.settings import Settings
 
@@ -113,14 +115,26 @@ def template() -> Template:
 
 
 @pytest.fixture(scope="session")
-def local_endpoints(moto_server: MotoServer, local_e2b: Any) -> LocalEndpoints:
+def local_endpoints(
+    moto_server: MotoServer, local_e2b: Any, websocket_gateway: WebSocketGateway
+) -> LocalEndpoints:
     return LocalEndpoints(
         aws_endpoint_url=moto_server.url,
         region=REGION,
         e2b_api_url=local_e2b.url,
         e2b_sandbox_url=local_e2b.url,
         e2b_api_key=local_e2b.api_key,
+        websocket_management_url=websocket_gateway.management_url,
     )
+
+
+@pytest.fixture(scope="session")
+def websocket_gateway(template: Template, local_resources: LocalResources) -> Iterator[WebSocketGateway]:
+    """The template's WebSocket API, as the dev stack serves it: clients connect to `.url` (its routes run
+    through `invoker`), and the functions' WEBSOCKET_ENDPOINT is its management API, never AWS's."""
+    gateway = WebSocketGateway(template, local_resources).start()
+    yield gateway
+    gateway.stop()
 
 
 @pytest.fixture(scope="session")
@@ -141,11 +155,16 @@ def local_resources(
 
 @pytest.fixture(scope="session")
 def invoker(
-    template: Template, local_resources: LocalResources, local_endpoints: LocalEndpoints
+    template: Template,
+    local_resources: LocalResources,
+    local_endpoints: LocalEndpoints,
+    websocket_gateway: WebSocketGateway,
 ) -> InProcessInvoker:
     """`invoker.invoke("CreateSessionFunction", event)` runs the handler in this process with exactly the
     environment the template gives it (resolved locally); `invoker.env_for(id)` is that environment."""
-    return InProcessInvoker(template, local_resources, local_overrides(local_endpoints))
+    invoker = InProcessInvoker(template, local_resources, local_overrides(local_endpoints))
+    websocket_gateway.runtime = invoker
+    return invoker
 
 
 # --- the whole dev stack, as `make dev` runs it ----------------------------------------------------------

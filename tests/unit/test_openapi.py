@@ -93,6 +93,12 @@ def test_every_operation_documents_the_errors_it_can_give(document: dict[str, An
                 "RateLimit-Remaining",
                 "RateLimit-Reset",
             }, where
+        else:  # public: no limiter of ours, but API Gateway's stage throttling answers every route
+            throttled = operation["responses"]["429"]
+            assert throttled["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/GatewayError"
+            }, where
+            assert "headers" not in throttled, where
         if "{" in path:
             assert "404" in statuses, where
         if "requestBody" in operation:

@@ -4,9 +4,10 @@ A connection opened with a project's API key hears every event of the project; o
 token hears only its session's. Delivery runs from the tables' streams (NotifierFunction): each event is
 sent to its recipients; a connection API Gateway reports gone (410) is removed — that stale connection,
 never the sender. When a session is deleted, its token connections get the session.deleted event and are
-then closed (their credential died with the session). session.deleted and session.teardown_completed are
-also put on the event bus for other systems. Deliveries are at least once: a frame's `id` lets a client
-drop a duplicate, and after a reconnect a client resyncs (docs/architecture.md, "Live feed").
+then closed (their credential died with the session); teardown closes any that connected as it was deleted.
+session.deleted and session.teardown_completed are also put on the event bus for other systems. Deliveries
+are at least once: a frame's `id` lets a client drop a duplicate, and after a reconnect a client resyncs
+(docs/architecture.md, "Live feed").
 """
 
 from __future__ import annotations
@@ -85,9 +86,7 @@ class Notifier:
                 self._connections.delete(connection.connection_id)  # the stale one, not the sender
                 count("FeedConnectionsGone")
         if event.type == SESSION_DELETED:
-            for connection in self._connections.of_session(event.project_id, event.session_id):
-                self._pusher.close(connection.connection_id)
-                self._connections.delete(connection.connection_id)
+            close_session_connections(self._connections, self._pusher, event.project_id, event.session_id)
 
     def _recipients_of(self, event: DomainEvent) -> list[FeedConnection]:
         project, session = event.project_id, (event.project_id, event.session_id)
@@ -96,6 +95,29 @@ class Notifier:
         if session not in self._of_session:
             self._of_session[session] = self._connections.of_session(event.project_id, event.session_id)
         return self._of_project[project] + self._of_session[session]
+
+
+def close_session_connections(
+    connections: ConnectionStore,
+    pusher: ConnectionPusher,
+    project_id: str,
+    session_id: str,
+    *,
+    connected_since: str | None = None,
+) -> int:
+    """Close a deleted session's token connections and forget them; how many there were. The notifier closes
+    them all once it has sent session.deleted. Teardown closes those stamped at or after the delete
+    (`connected_since`): a `$connect` that found the session live just before the tombstone can write its
+    connection after the notifier's pass. The others are the notifier's to close, after their frame."""
+    found = [
+        connection
+        for connection in connections.of_session(project_id, session_id)
+        if connected_since is None or connection.connected_at >= connected_since
+    ]
+    for connection in found:
+        pusher.close(connection.connection_id)
+        connections.delete(connection.connection_id)
+    return len(found)
 
 
 def rejected(error: Exception) -> int:

@@ -70,6 +70,9 @@ ERROR_CODES: dict[int, str] = {
     429: "`rate_limited`, or API Gateway's throttling",
     503: "`service_unavailable` or `sandbox_unavailable`: nothing was done; retry",
 }
+# A public operation has no limiter of ours (no credential to count by): only API Gateway's throttling,
+# which sends none of the RateLimit headers.
+PUBLIC_THROTTLED = "API Gateway's stage throttling (its own body, no rate limit headers): retry later"
 
 
 def build_document() -> dict[str, Any]:
@@ -285,6 +288,8 @@ def _error_statuses(operation: Operation) -> list[int]:
     has_body = operation.body is not None
     if operation.auth != ops.PUBLIC:
         statuses |= {401, 429, 503}
+    else:
+        statuses.add(429)  # no limiter of ours, but the stage's throttling covers every route
     if "{" in operation.path:
         statuses.add(404)
     if has_body:
@@ -303,6 +308,8 @@ def _ref(kind: Any) -> dict[str, str]:
 
 
 def _error_schema(operation: Operation, status: int) -> dict[str, Any]:
+    if operation.auth == ops.PUBLIC and status == 429:
+        return _ref(responses.GatewayError)
     gateway_too = status in (401, 404, 413, 429, 503)
     if operation.tag == "mcp" and status not in (429, 503):
         kinds: list[Any] = [responses.JsonRpcResponse]
@@ -341,10 +348,10 @@ def _responses(operation: Operation, schemas: dict[Any, dict[str, Any]]) -> dict
         documented[str(status)] = response
     for status in _error_statuses(operation):
         response = {
-            "description": ERROR_CODES[status] + _limit_note(operation, status),
+            "description": _error_description(operation, status),
             "content": {JSON: {"schema": _error_schema(operation, status)}},
         }
-        if status == 429:
+        if status == 429 and operation.auth != ops.PUBLIC:
             response["headers"] = _rate_limit_headers()
         documented[str(status)] = response
     return documented
@@ -356,6 +363,12 @@ def _success_description(operation: Operation, status: int) -> str:
     if len(operation.responses) > 1:
         return {201: "Created", 200: "Already there: the existing resource"}.get(status, "OK")
     return "OK"
+
+
+def _error_description(operation: Operation, status: int) -> str:
+    if operation.auth == ops.PUBLIC and status == 429:
+        return PUBLIC_THROTTLED
+    return ERROR_CODES[status] + _limit_note(operation, status)
 
 
 def _limit_note(operation: Operation, status: int) -> str:

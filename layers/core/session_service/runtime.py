@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from session_service.adapters.dynamodb.tokens import DynamoTokenStore
     from session_service.adapters.dynamodb.tools import DynamoToolStore
     from session_service.adapters.idempotency import PowertoolsIdempotency
+    from session_service.adapters.websocket import ApiGatewayConnectionPusher
     from session_service.auth import Admin, Authenticator
     from session_service.cache_sync import CacheSync
     from session_service.feed import FeedConnections, Notifier
@@ -185,6 +186,9 @@ class Container:
     def teardown(self) -> Teardown:
         from session_service.teardown import Teardown
 
+        feed = None  # the feed's token connections: teardown closes those that outlived the notifier's pass
+        if self.settings.connections_table and self.settings.websocket_endpoint:
+            feed = (self.connection_store, self.connection_pusher)
         return Teardown(
             self.store,
             self.sandboxes,
@@ -192,6 +196,7 @@ class Container:
             self.token_store if self.settings.tokens_table else None,
             self.message_store if self.settings.messages_table else None,
             self.content_key_store if self.settings.keys_table else None,
+            feed,
             max_sandboxes_per_run=self.settings.teardown_max_sandboxes_per_run,
             kill_concurrency=self.settings.teardown_kill_concurrency,
         )
@@ -246,6 +251,12 @@ class Container:
         return DynamoConnectionStore(self.tables)
 
     @cached_property
+    def connection_pusher(self) -> ApiGatewayConnectionPusher:
+        from session_service.adapters.websocket import ApiGatewayConnectionPusher
+
+        return ApiGatewayConnectionPusher(self.settings)
+
+    @cached_property
     def feed_connections(self) -> FeedConnections:
         from session_service.feed import FeedConnections
 
@@ -253,7 +264,6 @@ class Container:
 
     @cached_property
     def notifier(self) -> Notifier:
-        from session_service.adapters.websocket import ApiGatewayConnectionPusher
         from session_service.feed import Notifier
 
         publisher = None
@@ -261,7 +271,7 @@ class Container:
             from session_service.adapters.eventbridge import EventBridgePublisher
 
             publisher = EventBridgePublisher(self.settings)
-        return Notifier(self.connection_store, ApiGatewayConnectionPusher(self.settings), publisher)
+        return Notifier(self.connection_store, self.connection_pusher, publisher)
 
     @cached_property
     def mcp(self) -> McpEndpoint:

@@ -129,7 +129,7 @@ class SessionService:
             changed_since=since,
             # A sync client asking what changed must learn of deletions too.
             include_deleted=params.include_deleted or since is not None,
-            active_since=activity.active_since() if params.active else None,
+            active_since=activity.active_since(clock.parse_iso(self._now())) if params.active else None,
         )
         page = self._store.list(project_id, query)
         live = [session for session in page.items if not session.is_deleted]
