@@ -33,10 +33,7 @@ from devstack.websocket import WebSocketGateway
 from plugins.api import Api, Project
 from plugins.streams import StreamPipeline
 from plugins.teardown import TeardownPipeline
-from session_service import clock
-from session_service.models import FeedConnection
 from session_service.runtime import container_for
-from session_service.settings import Settings
 
 SERVICES = ("dynamodb", "sqs", "secretsmanager", "kms")
 Grant = tuple[str, str, str | None]  # (action, resource logical id, index name or None)
@@ -347,10 +344,6 @@ def drive(api: Api, project: Project, teardown: TeardownPipeline, redis_down: An
     ok("GET", f"/v1/sessions/{quiet['id']}/messages")
     ok("DELETE", f"/v1/sessions/{quiet['id']}")  # its teardown purges the message
     ok("DELETE", f"/v1/sessions/{sid}")
-    # A token connection written, and stamped, after the DELETE (a `$connect` that found the session live a
-    # moment before): the teardown closes and removes it.
-    connections = container_for(Settings.from_env(api.invoker.env_for("TeardownFunction"))).connection_store
-    connections.put(FeedConnection(f"late-{sid}", project.project_id, sid, clock.utc_now_iso(), 2**40))
     other = ok("POST", "/v1/sessions", {"user_id": "u2"})
     with redis_down():  # the cache tombstone fails: the epoch again
         ok("DELETE", f"/v1/sessions/{other['id']}")

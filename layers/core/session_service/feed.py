@@ -3,8 +3,10 @@
 A connection opened with a project's API key hears every event of the project; one opened with a session
 token hears only its session's. Delivery runs from the tables' streams (NotifierFunction): each event is
 sent to its recipients; a connection API Gateway reports gone (410) is removed — that stale connection,
-never the sender. When a session is deleted, its token connections get the session.deleted event and are
-then closed (their credential died with the session); teardown closes any that connected as it was deleted.
+never the sender. A token's connection is written only while its session is live (one transaction with
+the session's check, like the token itself), so every one exists before the tombstone. When a session is
+deleted, its token connections get the session.deleted event and are then closed (their credential died
+with the session); once more after session.teardown_completed, for one the index did not show yet.
 session.deleted and session.teardown_completed are also put on the event bus for other systems. Deliveries
 are at least once: a frame's `id` lets a client drop a duplicate, and after a reconnect a client resyncs
 (docs/architecture.md, "Live feed").
@@ -17,31 +19,24 @@ from datetime import timedelta
 from session_service import clock
 from session_service.auth import Authenticator
 from session_service.errors import NotFound, Unauthorized
-from session_service.events import BUS_TYPES, SESSION_DELETED, DomainEvent
+from session_service.events import BUS_TYPES, SESSION_DELETED, TEARDOWN_COMPLETED, DomainEvent
 from session_service.models import FEED_CONNECTION_TTL_S, FeedConnection, Principal
 from session_service.observability import count, logger
-from session_service.ports import ConnectionPusher, ConnectionStore, EventPublisher, SessionStore
+from session_service.ports import ConnectionPusher, ConnectionStore, EventPublisher
 
 
 class FeedConnections:
     """$connect and $disconnect."""
 
-    def __init__(
-        self, authenticator: Authenticator, connections: ConnectionStore, sessions: SessionStore
-    ) -> None:
+    def __init__(self, authenticator: Authenticator, connections: ConnectionStore) -> None:
         self._authenticator = authenticator
         self._connections = connections
-        self._sessions = sessions
 
     def connect(self, connection_id: str, api_key: str | None, token: str | None) -> Principal:
         """Unauthorized (no valid key or token) or NotFound (the token's session is gone)."""
         principal = self._authenticator.principal_for(api_key, f"Bearer {token}" if token else None)
-        if principal.session_id is not None:
-            session = self._sessions.get(principal.project_id, principal.session_id)
-            if session is None or session.is_deleted:
-                raise NotFound("session not found")
         now = clock.now()
-        self._connections.put(
+        written = self._connections.put(
             FeedConnection(
                 connection_id=connection_id,
                 project_id=principal.project_id,
@@ -50,6 +45,8 @@ class FeedConnections:
                 expires_at=int((now + timedelta(seconds=FEED_CONNECTION_TTL_S)).timestamp()),
             )
         )
+        if not written:  # a token's session that is gone: checked in the write itself, never before it
+            raise NotFound("session not found")
         return principal
 
     def disconnect(self, connection_id: str) -> None:
@@ -85,7 +82,9 @@ class Notifier:
             else:
                 self._connections.delete(connection.connection_id)  # the stale one, not the sender
                 count("FeedConnectionsGone")
-        if event.type == SESSION_DELETED:
+        if event.type in (SESSION_DELETED, TEARDOWN_COMPLETED):
+            # Again after teardown: a connection written just before the tombstone that the index did not
+            # show yet at session.deleted has heard teardown_completed now, and is closed too.
             close_session_connections(self._connections, self._pusher, event.project_id, event.session_id)
 
     def _recipients_of(self, event: DomainEvent) -> list[FeedConnection]:
@@ -98,22 +97,10 @@ class Notifier:
 
 
 def close_session_connections(
-    connections: ConnectionStore,
-    pusher: ConnectionPusher,
-    project_id: str,
-    session_id: str,
-    *,
-    connected_since: str | None = None,
+    connections: ConnectionStore, pusher: ConnectionPusher, project_id: str, session_id: str
 ) -> int:
-    """Close a deleted session's token connections and forget them; how many there were. The notifier closes
-    them all once it has sent session.deleted. Teardown closes those stamped at or after the delete
-    (`connected_since`): a `$connect` that found the session live just before the tombstone can write its
-    connection after the notifier's pass. The others are the notifier's to close, after their frame."""
-    found = [
-        connection
-        for connection in connections.of_session(project_id, session_id)
-        if connected_since is None or connection.connected_at >= connected_since
-    ]
+    """Close a deleted session's token connections and forget them; how many there were."""
+    found = connections.of_session(project_id, session_id)
     for connection in found:
         pusher.close(connection.connection_id)
         connections.delete(connection.connection_id)

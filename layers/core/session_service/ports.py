@@ -228,7 +228,8 @@ class MessageStore(Protocol):
 
 
 class ConnectionStore(Protocol):
-    def put(self, connection: FeedConnection) -> None: ...
+    def put(self, connection: FeedConnection) -> bool:
+        """False when the connection's session (a token's) is unknown or deleted: nothing is written."""
 
     def delete(self, connection_id: str) -> None: ...
 

@@ -186,9 +186,6 @@ class Container:
     def teardown(self) -> Teardown:
         from session_service.teardown import Teardown
 
-        feed = None  # the feed's token connections: teardown closes those that outlived the notifier's pass
-        if self.settings.connections_table and self.settings.websocket_endpoint:
-            feed = (self.connection_store, self.connection_pusher)
         return Teardown(
             self.store,
             self.sandboxes,
@@ -196,7 +193,6 @@ class Container:
             self.token_store if self.settings.tokens_table else None,
             self.message_store if self.settings.messages_table else None,
             self.content_key_store if self.settings.keys_table else None,
-            feed,
             max_sandboxes_per_run=self.settings.teardown_max_sandboxes_per_run,
             kill_concurrency=self.settings.teardown_kill_concurrency,
         )
@@ -260,7 +256,7 @@ class Container:
     def feed_connections(self) -> FeedConnections:
         from session_service.feed import FeedConnections
 
-        return FeedConnections(self.authenticator, self.connection_store, self.store)
+        return FeedConnections(self.authenticator, self.connection_store)
 
     @cached_property
     def notifier(self) -> Notifier:

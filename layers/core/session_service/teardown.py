@@ -20,12 +20,9 @@ from datetime import UTC, datetime
 
 from session_service import clock
 from session_service.errors import SandboxRateLimited, SandboxUnavailable, TeardownIncomplete
-from session_service.feed import close_session_connections
 from session_service.models import TeardownMessage, TeardownReport, Tombstone
 from session_service.observability import annotate, count, logger
 from session_service.ports import (
-    ConnectionPusher,
-    ConnectionStore,
     ContentKeyStore,
     MessageStore,
     SandboxProvider,
@@ -46,7 +43,6 @@ class Teardown:
         tokens: TokenStore | None = None,
         messages: MessageStore | None = None,
         content_keys: ContentKeyStore | None = None,
-        feed: tuple[ConnectionStore, ConnectionPusher] | None = None,
         *,
         max_messages_per_run: int = 500,
         max_sandboxes_per_run: int = 100,
@@ -61,7 +57,6 @@ class Teardown:
         self._tokens = tokens
         self._messages = messages
         self._content_keys = content_keys
-        self._feed = feed
         self._max_messages = max_messages_per_run
         self._max_per_run = max_sandboxes_per_run
         self._concurrency = kill_concurrency
@@ -111,15 +106,6 @@ class Teardown:
             return TeardownReport("done" if killed else "skipped", killed)
         if self._tokens is not None:
             count("SessionTokensPurged", self._tokens.purge_session(project_id, session_id))
-        if self._feed is not None:
-            # A `$connect` that found the session live just before the tombstone may write its connection
-            # after the notifier closed the others on session.deleted. Only those stamped at or after the
-            # delete: an older one is the notifier's, which sends it session.deleted before closing it.
-            late = close_session_connections(
-                *self._feed, project_id, session_id, connected_since=session.deleted_at
-            )
-            if late:
-                count("LateFeedConnectionsClosed", late)
         purged = 0
         if self._messages is not None:
             # In batches: a large conversation is purged over several runs, each continuing where the last

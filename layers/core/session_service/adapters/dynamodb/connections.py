@@ -8,8 +8,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.transactions import TransactWrite
+
 from session_service import keys
-from session_service.adapters.dynamodb.tables import Tables, dynamodb_errors
+from session_service.adapters.dynamodb.tables import Tables, dynamodb_errors, lost_race
 from session_service.models import FeedConnection
 
 
@@ -17,7 +20,8 @@ class DynamoConnectionStore:
     def __init__(self, tables: Tables) -> None:
         self._t = tables
 
-    def put(self, connection: FeedConnection) -> None:
+    def put(self, connection: FeedConnection) -> bool:
+        """False: the connection's session is unknown or deleted (nothing written)."""
         C = self._t.ConnectionItem
         scoped = connection.session_id is not None
         item = C(
@@ -32,7 +36,27 @@ class DynamoConnectionStore:
             expires_at=connection.expires_at,
         )
         with dynamodb_errors("put_connection"):
-            item.save()
+            if not scoped:
+                item.save()
+                return True
+            S = self._t.SessionItem
+            session_id = str(connection.session_id)
+            try:
+                # The fence, as for tokens: a token's connection is never written once its session is
+                # deleted, so every one of them exists before the tombstone and the notifier's passes find it.
+                with TransactWrite(connection=self._t.connection) as tx:
+                    tx.condition_check(
+                        S,
+                        keys.session_partition(connection.project_id, session_id),
+                        session_id,
+                        condition=S.session_id.exists() & S.deleted_at.does_not_exist(),
+                    )
+                    tx.save(item)
+            except TransactWriteError as error:
+                if lost_race(error):
+                    return False
+                raise
+        return True
 
     def delete(self, connection_id: str) -> None:
         with dynamodb_errors("delete_connection"):
