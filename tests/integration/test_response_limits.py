@@ -10,6 +10,7 @@ from typing import Any
 
 from plugins.api import Api, Project
 from plugins.teardown import TeardownPipeline
+from session_service.output import items_that_fit
 
 LAMBDA_RESPONSE_LIMIT = 6_291_556
 # A quote costs 4 bytes in a response (\" in the body, \\\" in the proxy response's string): 120 KB per item
@@ -205,3 +206,12 @@ def test_a_catalog_tools_result_says_its_output_was_truncated(
     assert (
         result["isError"] is False and result["_meta"]["session-service/output"]["stdout_truncated"] is True
     )
+
+
+def test_a_page_is_cut_at_its_wire_budget_and_keeps_at_least_one_item() -> None:
+    items = ["x" * 100] * 10  # each 104 bytes on the wire (its quotes escaped), and its comma
+    assert items_that_fit(items, budget=10_000) == 10
+    assert items_that_fit(items, budget=350) == 3
+    assert items_that_fit(items, budget=10) == 1  # a page always moves its cursor on
+    quotes = ['"' * 100] * 10  # a quote is 4 bytes on the wire: 404 each, and the comma
+    assert items_that_fit(quotes, budget=1_300) == 3

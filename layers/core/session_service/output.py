@@ -40,6 +40,9 @@ def json_wire_length(value: Any) -> int:
 def items_that_fit(items: Sequence[Any], budget: int = PAGE_WIRE_BUDGET) -> int:
     """How many leading items (JSON-ready) a page can carry within `budget` on the wire; at least one, so
     that a page always moves the cursor on. A page cut short says there is more (its cursor), never 500s."""
+    # The usual page: escaping the JSON text (ASCII, ensure_ascii) at most doubles it, so one dump decides.
+    if 2 * len(json.dumps(list(items), separators=(",", ":"))) <= budget:
+        return len(items)
     used = 0
     for count, item in enumerate(items):
         used += json_wire_length(item) + 1  # and its comma
