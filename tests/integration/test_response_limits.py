@@ -23,6 +23,17 @@ def lambda_response_size(body: Any) -> int:
     return len(json.dumps({"statusCode": 200, "body": json.dumps(body, separators=(",", ":"))}))
 
 
+def mcp_post(api: Api, project: Project, session_id: str, method: str, params: dict, number: int = 1) -> Any:
+    message = {"jsonrpc": "2.0", "id": number, "method": method, "params": params}
+    return api.call(
+        "POST",
+        f"/v1/sessions/{session_id}/mcp",
+        key=project.api_key,
+        raw_body=json.dumps(message),
+        headers={"mcp-protocol-version": "2025-06-18"},
+    )
+
+
 def test_a_page_of_big_sessions_ends_early_and_its_cursor_goes_on(api: Api, project: Project) -> None:
     created = {api.create(project, config={"x": QUOTES})["id"] for _ in range(ITEMS)}
     seen: list[str] = []
@@ -101,14 +112,7 @@ def test_pages_of_big_tools_end_early_on_rest_and_mcp(api: Api, project: Project
     cursor = None
     for number in range(1, 10):
         params = {"cursor": cursor} if cursor else {}
-        message = {"jsonrpc": "2.0", "id": number, "method": "tools/list", "params": params}
-        reply = api.call(
-            "POST",
-            f"/v1/sessions/{session['id']}/mcp",
-            key=project.api_key,
-            raw_body=json.dumps(message),
-            headers={"mcp-protocol-version": "2025-06-18"},
-        )
+        reply = mcp_post(api, project, session["id"], "tools/list", params, number)
         assert reply.status == 200 and lambda_response_size(reply.body) < LAMBDA_RESPONSE_LIMIT
         result = reply.body["result"]
         mcp_names += [tool["name"] for tool in result["tools"]]
@@ -188,19 +192,7 @@ def test_a_catalog_tools_result_says_its_output_was_truncated(
         "stderr_bytes": 4,
     }
     assert reply.body["content"][0]["text"] == "a" * 1024 * 1024
-    message = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": "loud", "arguments": {}},
-    }
-    over_mcp = api.call(
-        "POST",
-        f"/v1/sessions/{session['id']}/mcp",
-        key=project.api_key,
-        raw_body=json.dumps(message),
-        headers={"mcp-protocol-version": "2025-06-18"},
-    )
+    over_mcp = mcp_post(api, project, session["id"], "tools/call", {"name": "loud", "arguments": {}})
     assert over_mcp.status == 200 and lambda_response_size(over_mcp.body) < LAMBDA_RESPONSE_LIMIT
     result = over_mcp.body["result"]
     assert (

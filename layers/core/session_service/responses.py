@@ -91,15 +91,22 @@ class SessionDeleted(TypedDict):
     deleted_at: str
 
 
-class Execution(TypedDict):
-    stdout: str
-    stderr: str
+class CommandOutput(TypedDict):
+    """How a command ended, and per stream the bytes it printed and whether the text returned is cut short:
+    an execute's whole result with its output, a command tool's `output` (catalog tools and run_command,
+    whose `content` holds stdout, or stderr when the call failed)."""
+
     exit_code: int | None
     timed_out: bool
     stdout_truncated: bool
     stderr_truncated: bool
     stdout_bytes: int
     stderr_bytes: int
+
+
+class Execution(CommandOutput):
+    stdout: str
+    stderr: str
     sandbox_id: str
     duration_ms: int
 
@@ -147,18 +154,6 @@ class AgentToolPage(TypedDict):
 class TextContent(TypedDict):
     type: Literal["text"]
     text: str
-
-
-class CommandOutput(TypedDict):
-    """A command tool's run (catalog tools and run_command): its exit, and per stream the bytes it printed
-    and whether the text in `content` is cut short (stdout, or stderr when the call failed)."""
-
-    exit_code: int | None
-    timed_out: bool
-    stdout_truncated: bool
-    stderr_truncated: bool
-    stdout_bytes: int
-    stderr_bytes: int
 
 
 class ToolResult(TypedDict):
