@@ -12,24 +12,22 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import json
 import logging
 import re
 import secrets
-import socket
-import sys
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from devstack import docs
 from devstack.functions import FunctionRuntime, Invocation, RuntimeStopped
+from devstack.httpserver import StoppableHTTPServer
 from devstack.limits import HTTP_API_REQUEST_BYTES
 from devstack.template import Authorizer, HttpRoute, LocalResources, Template, resolve
 
@@ -451,38 +449,10 @@ class Request:
         return joined
 
 
-class _Server(ThreadingHTTPServer):
-    """Tracks open connections so that `Gateway.stop()` can cut them; never joins handler threads."""
+class _Server(StoppableHTTPServer):
+    """`Gateway.stop()` cuts its open connections; it never joins handler threads."""
 
-    daemon_threads = True
-    block_on_close = False
     gateway: Gateway
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._connections_lock:
-                self._connections.discard(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away (or a connection stop() cut) is not an error worth a traceback."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
 
 
 class _Handler(BaseHTTPRequestHandler):

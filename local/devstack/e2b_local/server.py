@@ -10,7 +10,6 @@ It is a development double, not a security boundary: "sandbox" commands are host
 from __future__ import annotations
 
 import base64
-import contextlib
 import ipaddress
 import json
 import logging
@@ -19,14 +18,13 @@ import re
 import select
 import shutil
 import socket
-import sys
 import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -42,6 +40,7 @@ from devstack.e2b_local.state import (
     check_str_map,
     check_timeout,
 )
+from devstack.httpserver import StoppableHTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -281,40 +280,14 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class _Server(ThreadingHTTPServer):
-    """Tracks open connections so `stop()` can cut keep-alive ones, which would otherwise keep serving.
-    `server_close()` never waits for handler threads (a stream's thread lives as long as its command)."""
-
-    daemon_threads = True
-    block_on_close = False
+class _Server(StoppableHTTPServer):
+    """`stop()` cuts keep-alive connections, which would otherwise keep serving; `server_close()` never
+    waits for handler threads (a stream's thread lives as long as its command)."""
 
     def __init__(self, address: tuple[str, int], app: LocalE2B) -> None:
         self.app = app
         self.stopping = threading.Event()
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self._connections_lock:
-                self._connections.discard(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """A client that went away (or a connection stop() cut) is not an error worth a traceback."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
 
 
 _ID = r"(?P<id>[^/]+)"
