@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import redis
 from e2b import Sandbox, SandboxQuery, SandboxState
@@ -262,27 +262,18 @@ def unique() -> str:
     return uuid.uuid4().hex[:12]
 
 
-class Readers:
-    """Threads that GET sessions over and over, recording every reply, until stopped."""
+class ClientThreads:
+    """Client threads running `_run(n)` (n: the thread's number) until the block ends, then joined."""
 
-    def __init__(self, stack: FaultyStack, session_ids: list[str], threads: int = 2) -> None:
-        self._stack = stack
-        self._ids = session_ids
+    def __init__(self, threads: int) -> None:
         self._stop = threading.Event()
-        self.replies: list[tuple[str, Reply]] = []
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(threads)]
 
-    def _run(self, offset: int) -> None:
-        turn = offset
-        while not self._stop.is_set():
-            session_id = self._ids[turn % len(self._ids)]
-            turn += 1
-            reply = self._stack.get(session_id)
-            with self._lock:
-                self.replies.append((session_id, reply))
+    def _run(self, number: int) -> None:
+        raise NotImplementedError
 
-    def __enter__(self) -> Readers:
+    def __enter__(self) -> Self:
         for thread in self._threads:
             thread.start()
         return self
@@ -291,6 +282,25 @@ class Readers:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=70)
+
+
+class Readers(ClientThreads):
+    """Threads that GET sessions over and over, recording every reply, until stopped."""
+
+    def __init__(self, stack: FaultyStack, session_ids: list[str], threads: int = 2) -> None:
+        super().__init__(threads)
+        self._stack = stack
+        self._ids = session_ids
+        self.replies: list[tuple[str, Reply]] = []
+
+    def _run(self, number: int) -> None:
+        turn = number
+        while not self._stop.is_set():
+            session_id = self._ids[turn % len(self._ids)]
+            turn += 1
+            reply = self._stack.get(session_id)
+            with self._lock:
+                self.replies.append((session_id, reply))
 
     def of(self, session_id: str) -> list[Reply]:
         with self._lock:
@@ -322,3 +332,21 @@ def final_state(stack: FaultyStack, session_id: str) -> Final:
         served_version=body.get("version"),
         served_metadata=body.get("metadata"),
     )
+
+
+def patch_twice_delete_twice(
+    stack: FaultyStack, patched: dict, deleted: dict, decoy: dict, marker: dict[str, Any]
+) -> list[Op]:
+    """Two PATCHes of one session (metadata `marker` + n) and two DELETEs: while Redis fails, the second of
+    each runs in the same worker as the first, which found Redis failing, so its cache write is not even
+    tried (lost for certain)."""
+    done = []
+    for n in (1, 2):
+        reply = stack.patch(patched["id"], {"metadata": {**marker, "n": n}})
+        assert reply.status == 200, reply
+        done.append(op("patch", patched["id"], reply))
+    for session in (decoy, deleted):
+        reply = stack.delete(session["id"])
+        assert reply.status == 200, reply
+        done.append(op("delete", session["id"], reply))
+    return done

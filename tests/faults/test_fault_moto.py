@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from faults.faultkit import FaultyStack, eventually, final_state, op, unique
+from faults.faultkit import ClientThreads, FaultyStack, eventually, final_state, op, unique
 from faults.history import Op, check
 
 pytestmark = [
@@ -33,23 +33,21 @@ DYNAMODB_BUDGET = 2 * (1.0 + 1.5)  # attempts x (connect + read) timeouts (sessi
 SLACK = 2.5  # the authorizer's and the function's other work, on a loaded machine
 
 
-class Writers:
+class Writers(ClientThreads):
     """Client threads, each going round create (tagged) → PATCH → GET → DELETE → GET, recording it all."""
 
     def __init__(self, stack: FaultyStack, threads: int = 3) -> None:
+        super().__init__(threads)
         self._stack = stack
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
         self.ops: list[Op] = []
         self.tags: dict[str, str] = {}  # tag → its user id (one user per tag, to list them)
         self.failed_creates = 0  # 503s (no session id to record them under)
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
 
     def _record(self, kind: str, session_id: str, reply: object) -> None:
         with self._lock:
             self.ops.append(op(kind, session_id, reply))  # type: ignore[arg-type]
 
-    def _run(self) -> None:
+    def _run(self, number: int) -> None:
         stack = self._stack
         while not self._stop.is_set():
             tag, user = f"moto-{unique()}", f"u-{unique()}"
@@ -71,16 +69,6 @@ class Writers:
             self._record("get", sid, stack.get(sid))
             self._record("delete", sid, stack.delete(sid))
             self._record("get", sid, stack.get(sid))
-
-    def __enter__(self) -> Writers:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=60)
 
 
 @contextmanager

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from faults.faultkit import FaultyStack, Readers, eventually, final_state, op
+from faults.faultkit import FaultyStack, Readers, eventually, final_state, op, patch_twice_delete_twice
 from faults.history import Op, check
 
 from session_service.adapters.redis_cache import TOMBSTONE, parse_entry
@@ -30,21 +30,6 @@ def warm(stack: FaultyStack, *sessions: dict) -> None:
         for _ in range(2):
             assert stack.get(session["id"]).status == 200
         eventually(lambda s=session: stack.cached(s["id"]), f"{session['id']} cached")
-
-
-def writes(stack: FaultyStack, patched: dict, deleted: dict, decoy: dict, tag: str) -> list[Op]:
-    """Two PATCHes of one session and two DELETEs: the second of each runs in the same worker as the first,
-    which found Redis failing, so its cache write is not even tried (lost for certain)."""
-    done = []
-    for n in (1, 2):
-        reply = stack.patch(patched["id"], {"metadata": {"fault": tag, "n": n}})
-        assert reply.status == 200, reply
-        done.append(op("patch", patched["id"], reply))
-    for session in (decoy, deleted):
-        reply = stack.delete(session["id"])
-        assert reply.status == 200, reply
-        done.append(op("delete", session["id"], reply))
-    return done
 
 
 def settled(
@@ -83,7 +68,7 @@ def test_redis_hung_during_reads_patch_and_delete(stack: FaultyStack, figures: l
     with Readers(stack, ids) as readers:
         time.sleep(0.2)
         with stack.hung("redis", at_least=2.0) as stopped:
-            done = writes(stack, patched, deleted, decoy, "hung")
+            done = patch_twice_delete_twice(stack, patched, deleted, decoy, {"fault": "hung"})
             write_seconds = max(o.ended for o in done) - stopped
         # The lost invalidations are still in Redis when it answers again...
         lost = stack.cached(deleted["id"]) != TOMBSTONE or _cached_version(stack, patched["id"]) != 3
@@ -106,7 +91,7 @@ def test_redis_killed_during_reads_patch_and_delete(stack: FaultyStack, figures:
     with Readers(stack, ids) as readers:
         time.sleep(0.2)
         old, killed_at = stack.kill("redis")
-        done = writes(stack, patched, deleted, decoy, "killed")
+        done = patch_twice_delete_twice(stack, patched, deleted, decoy, {"fault": "killed"})
         assert max(o.ended for o in done) < killed_at + 1.5  # all of it while Redis was down
         stack.wait_replaced("redis", old, killed_at)
         time.sleep(1.5)
@@ -127,7 +112,7 @@ def test_redis_restarted_empty_during_reads_patch_and_delete(stack: FaultyStack,
         time.sleep(0.2)
         old, killed_at = stack.kill("redis")
         stack.wait_replaced("redis", old, killed_at)
-        done = writes(stack, patched, deleted, decoy, "restarted")
+        done = patch_twice_delete_twice(stack, patched, deleted, decoy, {"fault": "restarted"})
         time.sleep(1.5)
     done.append(op("delete", gone["id"], earlier))
     settled(stack, [*done, *readers.ops()], *ids, since=since, figures=figures, what="restarted empty")

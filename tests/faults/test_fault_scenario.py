@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from faults.faultkit import FaultyStack, Readers, eventually, op
+from faults.faultkit import FaultyStack, Readers, eventually, patch_twice_delete_twice
 from faults.history import Op, check
 
 from session_service.adapters.redis_cache import TOMBSTONE, parse_entry
@@ -52,16 +52,8 @@ def one_round(stack: FaultyStack, number: int) -> Round:
     for session in (patched, deleted, decoy):
         assert stack.get(session["id"]).status == 200
         eventually(lambda s=session: stack.cached(s["id"]), "cached")
-    writes: list[Op] = []
     with stack.hung("redis", at_least=HANG) as stopped:
-        for n in (1, 2):
-            reply = stack.patch(patched["id"], {"metadata": {"round": number, "n": n}})
-            assert reply.status == 200, reply
-            writes.append(op("patch", patched["id"], reply))
-        for session in (decoy, deleted):
-            reply = stack.delete(session["id"])
-            assert reply.status == 200, reply
-            writes.append(op("delete", session["id"], reply))
+        writes = patch_twice_delete_twice(stack, patched, deleted, decoy, {"round": number})
     resumed = stack.faults[-1].ended
     value = stack.cached(patched["id"])
     old_version = value is not None and value != TOMBSTONE and (parse_entry(value) or (0,))[0] < 3
