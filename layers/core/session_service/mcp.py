@@ -187,7 +187,7 @@ class McpEndpoint:
         except NotFound:
             return session_gone(request_id)
         except (SandboxUnavailable, DependencyUnavailable):
-            return reply  # the refusal stands: it is about the request, not the session
+            pass  # the refusal stands: it is about the request, not the session
         return reply
 
     # -- framing -------------------------------------------------------------------------------------------

@@ -319,6 +319,7 @@ class ToolRouter:
         a catalog tool, stdout as the text and, when it is a JSON object, also as structured content."""
         result = execution.result
         failed = result.timed_out or result.exit_code != 0
+        facts = _command_facts(execution)
         if structured_stdout:
             text = (
                 (result.stderr or result.stdout or f"exit code {result.exit_code}")
@@ -336,14 +337,14 @@ class ToolRouter:
             text = result.stdout + (f"\n[stderr]\n{result.stderr}" if result.stderr else "")
             if result.timed_out:
                 text = f"[timed out]\n{text}"
-            structured = _command_facts(execution)
+            structured = facts
         return ToolResult(
             _text(text),
             failed,
             structured,
             execution.sandbox_id,
             execution.duration_ms,
-            output=_command_facts(execution),
+            output=facts,
         )
 
     def _elapsed(self, started: float) -> int:
