@@ -4,65 +4,58 @@ PYTHON ?= python3
 VENV := .venv
 TOOLS := .tools
 BIN := $(VENV)/bin
+UV := $(TOOLS)/uv/bin/uv
 export SAM_CLI_TELEMETRY := 0
+# Every environment is installed from a committed lock (README, "Dependencies and locks"): uv never resolves
+# on install (--locked also fails when a lock is stale against its inputs) and never downloads a Python.
+export UV_PYTHON_DOWNLOADS := never
+export UV_NO_PROGRESS := 1
 # No region here: deploys use your profile's (or AWS_REGION), as samconfig.toml says; the dev stack and the
 # tests set their own.
 
-.PHONY: dev test soak faults lint unit integration e2e bench build lock smoke deploy clean fmt openapi
+.PHONY: dev test soak faults lint unit integration e2e bench build lock check-locks smoke deploy clean fmt openapi
 
-$(BIN)/.installed: pyproject.toml
+# uv itself, from locks/uv.txt (every wheel's hash): the only thing pip installs.
+$(UV): locks/uv.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	rm -rf $(TOOLS)/uv
+	$(PYTHON) -m venv $(TOOLS)/uv
+	$(TOOLS)/uv/bin/pip install --quiet --disable-pip-version-check --no-deps --require-hashes -r locks/uv.txt
 	@touch $@
 
-# aws-sam-cli pins boto3 and pydantic exactly: it lives in its own virtualenv, never in the runtime set.
-$(TOOLS)/bin/.installed:
-	$(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/pip install --quiet aws-sam-cli
+# The development and test environment: uv.lock (pyproject.toml's dependencies and its dev extra).
+$(BIN)/.installed: uv.lock pyproject.toml $(UV)
+	$(UV) sync --locked --extra dev --python $(PYTHON) --quiet
 	@touch $@
 
-# The official MCP clients the e2e tests drive the dev stack with: 1.x and 2.x cannot share one environment
-# (nor ours: they pin their own httpx/pydantic lines), so each gets its own.
-MCP_CLIENTS := $(TOOLS)/mcp1/bin/.installed $(TOOLS)/mcp2/bin/.installed
-$(TOOLS)/mcp1/bin/.installed:
-	$(PYTHON) -m venv $(TOOLS)/mcp1
-	$(TOOLS)/mcp1/bin/pip install --quiet 'mcp==1.30.0'
+# Tool environments, each from its own lock (locks/tools/<name>/uv.lock), because each pins lines the others
+# (or ours) cannot share:
+#   sam          aws-sam-cli (pins boto3 and pydantic exactly), and the pip that builds the layers
+#   checkov      the security scan of template.yaml in make lint (its own boto3/pydantic lines, like SAM;
+#                the suppressions sit next to their resources and are listed in docs/operations.md)
+#   schemathesis the generated-case tests of docs/openapi.json (its own pytest/hypothesis/jsonschema lines)
+#   mcp1, mcp2   the official MCP clients the e2e tests drive the dev stack with (1.x and 2.x cannot share)
+TOOL_ENVS := sam checkov schemathesis mcp1 mcp2
+$(TOOLS)/%/.installed: locks/tools/%/uv.lock locks/tools/%/pyproject.toml $(UV)
+	UV_PROJECT_ENVIRONMENT=$(CURDIR)/$(TOOLS)/$* $(UV) sync --locked --project locks/tools/$* --python $(PYTHON) --quiet
 	@touch $@
-$(TOOLS)/mcp2/bin/.installed:
-	$(PYTHON) -m venv $(TOOLS)/mcp2
-	$(TOOLS)/mcp2/bin/pip install --quiet 'mcp==2.3.0'
-	@touch $@
-
-# schemathesis (the generated-case tests of docs/openapi.json, tests/e2e/test_schemathesis.py) pins its own
-# pytest, hypothesis and jsonschema lines and registers a pytest plugin: it gets its own environment.
-SCHEMATHESIS := $(TOOLS)/schemathesis/bin/.installed
-$(SCHEMATHESIS):
-	$(PYTHON) -m venv $(TOOLS)/schemathesis
-	$(TOOLS)/schemathesis/bin/pip install --quiet 'schemathesis==4.32.5'
-	@touch $@
-
-# checkov, the security scan of template.yaml in make lint (zero failed checks; the suppressions sit next to
-# their resources with a reason each and are listed in docs/operations.md). It pins its own boto3 and
-# pydantic lines, like aws-sam-cli: its own environment.
-CHECKOV := $(TOOLS)/checkov/bin/.installed
-$(CHECKOV):
-	$(PYTHON) -m venv $(TOOLS)/checkov
-	$(TOOLS)/checkov/bin/pip install --quiet 'checkov==3.3.30'
-	@touch $@
+SAM := $(TOOLS)/sam/.installed
+CHECKOV := $(TOOLS)/checkov/.installed
+SCHEMATHESIS := $(TOOLS)/schemathesis/.installed
+MCP_CLIENTS := $(TOOLS)/mcp1/.installed $(TOOLS)/mcp2/.installed
 
 venv: $(BIN)/.installed
 
 dev: $(BIN)/.installed
 	$(BIN)/devstack
 
-lint: $(BIN)/.installed $(TOOLS)/bin/.installed $(CHECKOV)
+lint: $(BIN)/.installed $(SAM) $(CHECKOV)
+	$(BIN)/python scripts/locks.py check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
-	$(TOOLS)/bin/sam validate --lint --template template.yaml
+	$(TOOLS)/sam/bin/sam validate --lint --template template.yaml
 	$(TOOLS)/checkov/bin/checkov --file template.yaml --framework cloudformation --skip-download --quiet --compact
 
 test: lint $(MCP_CLIENTS) $(SCHEMATHESIS)
@@ -104,13 +97,20 @@ bench: $(BIN)/.installed
 # venv's pip, as arm64 python3.13 wheels from layers/constraints.txt; the functions and the core layer are
 # copied, for which SAM only wants some `python` on PATH (the tools venv's). The check reads what was built.
 # --no-cached: SAM's cache keys a layer on its folder, but the lock lives outside it (layers/constraints.txt).
-build: $(TOOLS)/bin/.installed
-	PATH="$(CURDIR)/$(TOOLS)/bin:$$PATH" LAYER_PYTHON="$(CURDIR)/$(TOOLS)/bin/python" $(TOOLS)/bin/sam build --no-cached
-	$(TOOLS)/bin/python scripts/layers.py check --build-dir .aws-sam/build
+build: $(SAM)
+	PATH="$(CURDIR)/$(TOOLS)/sam/bin:$$PATH" LAYER_PYTHON="$(CURDIR)/$(TOOLS)/sam/bin/python" $(TOOLS)/sam/bin/sam build --no-cached
+	$(TOOLS)/sam/bin/python scripts/layers.py check --build-dir .aws-sam/build
 
-# layers/constraints.txt: every layer's dependencies resolved once, at the versions .venv (the tests) has.
-lock: $(BIN)/.installed
-	$(BIN)/python scripts/layers.py lock
+# The only way a lock changes (README, "Dependencies and locks"): uv.lock, every tool's lock, then
+# layers/constraints.txt from uv.lock. Existing pins are kept unless an input asks otherwise; UPGRADE=1 takes
+# the newest versions the inputs allow. Then run `make test` and commit the locks.
+lock: $(UV)
+	$(PYTHON) scripts/locks.py lock $(if $(UPGRADE),--upgrade)
+
+# Every lock current against its inputs, and every environment installed here exactly what its lock says
+# (also the first step of make lint).
+check-locks: $(BIN)/.installed
+	$(BIN)/python scripts/locks.py check
 
 # The e2e contract tests against a deployed stack (docs/operations.md, first deploy). KEY2, another project's
 # key, adds the cross-project checks; tests that need the local E2B API's controls skip, saying so.
@@ -119,7 +119,7 @@ smoke: $(BIN)/.installed
 	@SMOKE_API_URL="$(API)" SMOKE_API_KEY="$(KEY)" SMOKE_API_KEY2="$(KEY2)" $(BIN)/pytest -q -rs tests/e2e/test_http_contract.py tests/e2e/test_two_tenants.py
 
 deploy: build
-	$(TOOLS)/bin/sam deploy --config-env $${ENV:-dev}
+	$(TOOLS)/sam/bin/sam deploy --config-env $${ENV:-dev}
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .aws-sam .devstack .pytest_cache .mypy_cache .ruff_cache
