@@ -13,7 +13,7 @@ export UV_NO_PROGRESS := 1
 # No region here: deploys use your profile's (or AWS_REGION), as samconfig.toml says; the dev stack and the
 # tests set their own.
 
-.PHONY: dev test soak faults lint unit integration e2e bench build lock check-locks smoke deploy clean fmt openapi
+.PHONY: dev test soak faults lint unit integration e2e bench build lock check-locks smoke deploy clean fmt openapi docs
 
 # uv itself, from locks/uv.txt (every wheel's hash): the only thing pip installs.
 $(UV): locks/uv.txt
@@ -78,10 +78,14 @@ integration: $(BIN)/.installed
 e2e: $(BIN)/.installed $(MCP_CLIENTS) $(SCHEMATHESIS)
 	$(BIN)/pytest -q -m "not soak" tests/e2e
 
-# The OpenAPI document, generated from the code (session_service.openapi): docs/openapi.json and the copy the
+# The OpenAPI document, generated from the code (session_service.edges.openapi): docs/openapi.json and the copy the
 # deployed OpenApiFunction serves. tests/unit/test_openapi.py fails when either differs from the code.
 openapi: $(BIN)/.installed
-	$(BIN)/python -m session_service.openapi docs/openapi.json functions/openapi/openapi.json
+	$(BIN)/python -m session_service.edges.openapi docs/openapi.json functions/openapi/openapi.json
+
+# The docs' lists that mirror template.yaml (scripts/docs_lists.py; tests/unit/test_docs_lists.py checks them).
+docs: $(BIN)/.installed
+	$(BIN)/python scripts/docs_lists.py
 
 fmt: $(BIN)/.installed
 	$(BIN)/ruff format .

@@ -9,8 +9,9 @@ request (a cold one also reads the E2B key secret, once per 5 minutes).
 Goals (the design's, docs/architecture.md): DELETE exactly 1 DynamoDB write and 0 reads, 1 cache write, 1
 SQS send; GET on a cache hit no DynamoDB call but the cache epoch's read, at most once a second per process;
 create and PATCH no more than their transaction and the read PATCH needs; the others are printed. Every
-HTTP route also takes its rate-limit tokens in exactly one Redis call (session_service.limits), counted in
-a column of its own ("limit") and asked for by every goal as "+1 rate-limit call": it is neither a cache
+HTTP route also takes its rate-limit tokens in exactly one Redis call (session_service.services.limits),
+counted in a column of its own ("limit") and asked for by every goal as "+1 rate-limit call": it is neither a
+cache
 read nor a cache write. The API key authorizer reads the key's item on every decision, and its project's
 limits at most once a minute per project and process: its first decision and a warm one are both rows.
 """

@@ -2,7 +2,7 @@
 DynamoDB's per-partition limits (1,000 write units and 3,000 read units a second). A model, not a load test.
 
 It reads the tables' and indexes' key schemas from template.yaml and builds every item with the code's own
-key functions (session_service.keys), so it cannot drift from either. One simulated second of a tool
+key functions (session_service.domain.keys), so it cannot drift from either. One simulated second of a tool
 router's traffic: OPS operations over TENANTS tenants, Zipf-distributed so that the largest tenant has
 LARGEST_SHARE of the traffic, in the mix below. Each operation writes and reads the items the code writes
 and reads; a write of an item also writes every index whose key attributes the item carries (an item without
@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from devstack.template import Template, load_yaml
-from session_service import keys
-from session_service.cache_epoch import CacheEpoch  # noqa: F401 - the copies below are its items
+from session_service.domain import keys
+from session_service.services.cache_epoch import CacheEpoch  # noqa: F401 - the copies below are its items
 from session_service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -355,7 +355,7 @@ def simulate(layout: Layout, schema: Schema, seed: int = 7) -> Load:
             events.append((project, conversation))
         stamps = layout.activity_stamps() and operation in ("execute", "append")
         if stamps and extra.random() < 1 / STAMP_EVERY:
-            # The activity stamp, at most once a minute per session (session_service.activity).
+            # The activity stamp, at most once a minute per session (session_service.services.activity).
             schema.write(load, s, layout.session(project, session_id, user, active=True))
         if operation in IDEMPOTENT_ROUTES and extra.random() < IDEMPOTENT_SHARE:
             # A conditional PutItem (in progress), then an UpdateItem (the response): one key, two writes.
@@ -471,7 +471,7 @@ def main(out: Callable[[str], None] = print) -> bool:
             "before (commit " + BEFORE_COMMIT + ")", hottest(simulate(BeforeLayout(), Schema(legacy))), out
         )
     ok = report(
-        "after (template.yaml + session_service.keys)",
+        "after (template.yaml + session_service.domain.keys)",
         hottest(simulate(Layout(), Schema(Template.load(ROOT / "template.yaml")))),
         out,
     )

@@ -70,7 +70,7 @@ Row = Callable[[BenchStack], contextlib.AbstractContextManager[Comparison]]
 
 
 def _item_key(stack: BenchStack, session_id: str) -> dict[str, Any]:
-    from session_service import keys
+    from session_service.domain import keys
 
     return {
         "pk": {"S": keys.session_partition(stack.project_id, session_id)},
@@ -98,8 +98,8 @@ def _raw_rate_limit(stack: BenchStack) -> Callable[[], Any]:
     """The route limiter's one Redis call made with redis-py directly: the token-bucket script on the
     caller's general bucket, with the limit the authorizer's context carries."""
     from session_service.adapters.redis_limits import _TAKE, bucket_key
-    from session_service.auth import CREDENTIAL_CONTEXT_KEY, RATE_LIMIT_CONTEXT_KEY
-    from session_service.limits import GENERAL
+    from session_service.services.auth import CREDENTIAL_CONTEXT_KEY, RATE_LIMIT_CONTEXT_KEY
+    from session_service.services.limits import GENERAL
 
     context = stack.authorizer_context
     script = stack.redis_text.register_script(_TAKE)
@@ -117,7 +117,7 @@ def _ok(reply: dict[str, Any], status: int = 200) -> dict[str, Any]:
 def _raw_tombstone(stack: BenchStack, session_id: str, take: Callable[[], Any]) -> None:
     """DELETE's calls made with boto3 and redis-py directly: the rate limiter's EVALSHA, the conditional
     UpdateItem, SET "!", SendMessage."""
-    from session_service import keys
+    from session_service.domain import keys
 
     take()
     at = "2026-01-01T00:00:00.000000Z"
@@ -355,8 +355,8 @@ def mcp_tools_call(stack: BenchStack) -> Iterator[Comparison]:
 def _add_messages(stack: BenchStack, session_id: str, count: int) -> None:
     """`count` messages in the session's partition, as appends leave them (counter included); written in
     batches because only their presence matters here: the DELETE must not read or write them."""
-    from session_service import keys
     from session_service.adapters.dynamodb.messages import COUNTER, message_sk
+    from session_service.domain import keys
 
     partition = keys.audit_partition(stack.project_id, session_id)
     table = stack.table("MessagesTable")
@@ -380,8 +380,8 @@ def _add_messages(stack: BenchStack, session_id: str, count: int) -> None:
 
 
 def _remove_messages(stack: BenchStack, session_id: str, count: int) -> None:
-    from session_service import keys
     from session_service.adapters.dynamodb.messages import COUNTER, message_sk
+    from session_service.domain import keys
 
     partition = keys.audit_partition(stack.project_id, session_id)
     sks = [message_sk(seq) for seq in range(1, count + 1)] + [COUNTER]
@@ -432,8 +432,8 @@ def append(stack: BenchStack) -> Iterator[Comparison]:
     """An append (no local_id) against its calls: the rate limiter's EVALSHA, the session's GetItem, the
     counter's GetItem, and one transaction (the session's ConditionCheck, the counter moved, the message
     put). The activity stamp (an UpdateItem at most once a minute per session) is outside the p50."""
-    from session_service import keys
     from session_service.adapters.dynamodb.messages import COUNTER, message_sk
+    from session_service.domain import keys
 
     session_id, raw_id = stack.create_session(), stack.create_session()
     path = f"/v1/sessions/{session_id}/messages"

@@ -217,7 +217,7 @@ class BenchStack:
         """What the API key authorizer hands a route for the bench's key, from one real decision: the
         project, the credential and the project's rate limits, so that a route runs its rate limiter (one
         Redis call) as it does behind API Gateway."""
-        from session_service.auth import PROJECT_CONTEXT_KEY
+        from session_service.services.auth import PROJECT_CONTEXT_KEY
 
         event = sample_event("authorizer.json", identitySource=[self.api_key])
         event["headers"]["x-api-key"] = self.api_key

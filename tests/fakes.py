@@ -10,16 +10,8 @@ import os
 import threading
 from dataclasses import replace
 
-from session_service import clock, keys
-from session_service.errors import (
-    DependencyUnavailable,
-    SandboxGone,
-    SandboxRateLimited,
-    SandboxUnavailable,
-    TagTaken,
-    WriteConflict,
-)
-from session_service.models import (
+from session_service.domain import clock, keys
+from session_service.domain.entities import (
     ApiKeyRecord,
     CommandResult,
     ListQuery,
@@ -31,7 +23,15 @@ from session_service.models import (
     Tombstone,
     UsageRecord,
 )
-from session_service.ports import CACHE_MISS, CacheLookup
+from session_service.domain.errors import (
+    DependencyUnavailable,
+    SandboxGone,
+    SandboxRateLimited,
+    SandboxUnavailable,
+    TagTaken,
+    WriteConflict,
+)
+from session_service.domain.ports import CACHE_MISS, CacheLookup
 
 P1, P2 = (
     "prj_01aaaaaaaaaaaaaaaaaaaaaaaa",

@@ -4,9 +4,9 @@ Idempotency-Key also works (a retry replays the first answer)."""
 
 from aws_lambda_powertools.event_handler import Response
 
-from session_service.api import build_app, caller_project, entrypoint, parse_body
-from session_service.idempotency import idempotent
-from session_service.models import MAX_MESSAGE_BODY_BYTES, AppendMessageRequest
+from session_service.domain.requests import MAX_MESSAGE_BODY_BYTES, AppendMessageRequest
+from session_service.edges.api import build_app, caller_project, entrypoint, parse_body
+from session_service.edges.idempotency import idempotent
 from session_service.runtime import messages
 
 app = build_app()

@@ -5,7 +5,7 @@ the project routes, and SessionAuthorizer (no identity source, never cached) on 
 which accept either an x-api-key or `Authorization: Bearer sst_...`.
 
 An HTTP API cannot shape the body of an authorizer's deny (always 403 {"message": "Forbidden"}), so bad
-credentials are let through WITHOUT a project and the route middleware (session_service.api) answers 401
+credentials are let through WITHOUT a project and the route middleware (session_service.edges.api) answers 401
 in our error format. No route runs without a project.
 
 A DynamoDB failure must never become a cached decision. A request with identity sources (ApiKeyAuthorizer,
@@ -14,7 +14,7 @@ A request without any (SessionAuthorizer, never cached) is let through without a
 unavailable, and the route middleware answers 503 service_unavailable, as the routes do when DynamoDB fails.
 
 An allowed caller's context also carries its credential id and its project's rate limits (read at most
-once a minute per project and process; session_service.limits), so a route's limiter makes no read.
+once a minute per project and process; session_service.services.limits), so a route's limiter makes no read.
 """
 
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
@@ -22,7 +22,10 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from session_service.auth import (
+from session_service.domain.errors import DependencyUnavailable, Unauthorized
+from session_service.observability import logger
+from session_service.runtime import authenticator, project_limits
+from session_service.services.auth import (
     COMPUTE_RATE_LIMIT_CONTEXT_KEY,
     CREDENTIAL_CONTEXT_KEY,
     PROJECT_CONTEXT_KEY,
@@ -30,9 +33,6 @@ from session_service.auth import (
     TOKEN_SESSION_CONTEXT_KEY,
     UNAVAILABLE_CONTEXT_KEY,
 )
-from session_service.errors import DependencyUnavailable, Unauthorized
-from session_service.observability import logger
-from session_service.runtime import authenticator, project_limits
 
 PROJECT_READ_MS = 5_500
 

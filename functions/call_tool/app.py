@@ -4,9 +4,9 @@ Idempotency-Key a retry replays the first result instead of calling the tool aga
 
 from aws_lambda_powertools.event_handler import Response
 
-from session_service.api import COMPUTE, build_app, caller_project, entrypoint, parse_body
-from session_service.idempotency import idempotent
-from session_service.models import CallToolRequest
+from session_service.domain.requests import CallToolRequest
+from session_service.edges.api import COMPUTE, build_app, caller_project, entrypoint, parse_body
+from session_service.edges.idempotency import idempotent
 from session_service.runtime import tool_router
 
 app = build_app(rate_limit=COMPUTE)

@@ -1,11 +1,11 @@
 """POST /v1/sessions: create a session (201), or return the project's live session with that tag (200).
-With an Idempotency-Key, a retry replays the first answer (session_service.idempotency)."""
+With an Idempotency-Key, a retry replays the first answer (session_service.edges.idempotency)."""
 
 from aws_lambda_powertools.event_handler import Response
 
-from session_service.api import build_app, caller_project, entrypoint, parse_body
-from session_service.idempotency import idempotent
-from session_service.models import CreateSessionRequest
+from session_service.domain.requests import CreateSessionRequest
+from session_service.edges.api import build_app, caller_project, entrypoint, parse_body
+from session_service.edges.idempotency import idempotent
 from session_service.runtime import session_service
 
 app = build_app()

@@ -1,7 +1,7 @@
 """POST /v1/sessions/{session_id}/tokens: mint a session token (shown once) for that session's routes."""
 
-from session_service.api import build_app, caller_project, entrypoint, parse_body
-from session_service.models import CreateTokenRequest
+from session_service.domain.requests import CreateTokenRequest
+from session_service.edges.api import build_app, caller_project, entrypoint, parse_body
 from session_service.runtime import tokens
 
 app = build_app()

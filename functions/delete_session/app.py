@@ -1,6 +1,6 @@
 """DELETE /v1/sessions/{session_id}: tombstone the session (one conditional write), then teardown via SQS."""
 
-from session_service.api import build_app, caller_project, entrypoint
+from session_service.edges.api import build_app, caller_project, entrypoint
 from session_service.runtime import session_service
 
 app = build_app()

@@ -1,6 +1,6 @@
 """DELETE /v1/tools/{tool_name}: remove a catalog tool (sessions stop seeing it at once)."""
 
-from session_service.api import build_app, caller_project, entrypoint
+from session_service.edges.api import build_app, caller_project, entrypoint
 from session_service.runtime import tool_catalog
 
 app = build_app()

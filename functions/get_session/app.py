@@ -1,6 +1,6 @@
 """GET /v1/sessions/{session_id}: one session of the caller's project, read through the cache."""
 
-from session_service.api import build_app, caller_project, entrypoint
+from session_service.edges.api import build_app, caller_project, entrypoint
 from session_service.runtime import session_service
 
 app = build_app()

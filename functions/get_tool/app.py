@@ -1,6 +1,6 @@
 """GET /v1/tools/{tool_name}: one catalog tool of the caller's project."""
 
-from session_service.api import build_app, caller_project, entrypoint
+from session_service.edges.api import build_app, caller_project, entrypoint
 from session_service.runtime import tool_catalog
 
 app = build_app()

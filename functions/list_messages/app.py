@@ -1,7 +1,7 @@
 """GET /v1/sessions/{session_id}/messages?after_seq=N (ascending) or ?before_seq=N (newest first)."""
 
-from session_service.api import build_app, caller_project, entrypoint, parse_query
-from session_service.models import ListMessagesParams
+from session_service.domain.requests import ListMessagesParams
+from session_service.edges.api import build_app, caller_project, entrypoint, parse_query
 from session_service.runtime import messages
 
 app = build_app()

@@ -1,7 +1,7 @@
 """GET /v1/sessions: the caller's live sessions, newest first, cursor-paginated (a Query, never a Scan)."""
 
-from session_service.api import build_app, caller_project, entrypoint, parse_query
-from session_service.models import ListSessionsParams
+from session_service.domain.requests import ListSessionsParams
+from session_service.edges.api import build_app, caller_project, entrypoint, parse_query
 from session_service.runtime import session_service
 
 app = build_app()

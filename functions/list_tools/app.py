@@ -1,7 +1,7 @@
 """GET /v1/tools: the caller's project's catalog tools by name, cursor-paginated."""
 
-from session_service.api import build_app, caller_project, entrypoint, parse_query
-from session_service.models import ListToolsParams
+from session_service.domain.requests import ListToolsParams
+from session_service.edges.api import build_app, caller_project, entrypoint, parse_query
 from session_service.runtime import tool_catalog
 
 app = build_app()

@@ -1,15 +1,14 @@
 """/v1/sessions/{session_id}/mcp: the session's MCP endpoint (streamable HTTP, stateless, JSON responses).
-POST carries one JSON-RPC message; GET and DELETE are 405. See session_service.mcp."""
+POST carries one JSON-RPC message; GET and DELETE are 405. See session_service.edges.mcp."""
 
 import json
 
 from aws_lambda_powertools.event_handler import Response
 
-from session_service.api import build_app, caller_limits, caller_project, entrypoint
-from session_service.mcp import error_body, session_gone
-from session_service.models import MAX_BODY_BYTES
-from session_service.runtime import mcp_endpoint
-from session_service.tokens import UNKNOWN_TOKEN
+from session_service.domain.requests import MAX_BODY_BYTES
+from session_service.edges.api import build_app, caller_limits, caller_project, entrypoint
+from session_service.edges.mcp import error_body, mcp_endpoint, session_gone
+from session_service.services.tokens import UNKNOWN_TOKEN
 
 
 def jsonrpc_refusal(status: int, code: str, message: str) -> Response:

@@ -1,5 +1,5 @@
 """GET /openapi.json (no authorizer): the API's OpenAPI 3.1 document, generated from the code by `make
-openapi` (session_service.openapi) and packaged beside this file. Read once per container; the module
+openapi` (session_service.edges.openapi) and packaged beside this file. Read once per container; the module
 imports nothing but the standard library, so a cold start costs a file read."""
 
 from pathlib import Path

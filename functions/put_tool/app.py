@@ -1,7 +1,7 @@
 """PUT /v1/tools/{tool_name}: create (201) or replace (200) a catalog tool of the caller's project."""
 
-from session_service.api import build_app, caller_project, entrypoint, parse_body
-from session_service.models import PutToolRequest
+from session_service.domain.requests import PutToolRequest
+from session_service.edges.api import build_app, caller_project, entrypoint, parse_body
 from session_service.runtime import tool_catalog
 
 app = build_app()

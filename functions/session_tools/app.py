@@ -1,8 +1,8 @@
 """GET /v1/sessions/{session_id}/tools?query=&limit=: the session's tools, ranked by relevance to the query
 (BM25), or all of them by name without one."""
 
-from session_service.api import build_app, caller_project, entrypoint, parse_query
-from session_service.models import SearchToolsParams
+from session_service.domain.requests import SearchToolsParams
+from session_service.edges.api import build_app, caller_project, entrypoint, parse_query
 from session_service.runtime import tool_router
 
 app = build_app()

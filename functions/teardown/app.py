@@ -14,8 +14,8 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from session_service.errors import TeardownIncomplete
-from session_service.models import TeardownMessage
+from session_service.domain.errors import TeardownIncomplete
+from session_service.domain.requests import TeardownMessage
 from session_service.observability import annotate, count, logger, metrics, traced
 from session_service.runtime import container, teardown_service
 

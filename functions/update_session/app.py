@@ -1,7 +1,7 @@
 """PATCH /v1/sessions/{session_id}: replace config and/or metadata, optionally guarded by expected_version."""
 
-from session_service.api import build_app, caller_project, entrypoint, parse_body
-from session_service.models import UpdateSessionRequest
+from session_service.domain.requests import UpdateSessionRequest
+from session_service.edges.api import build_app, caller_project, entrypoint, parse_body
 from session_service.runtime import session_service
 
 app = build_app()

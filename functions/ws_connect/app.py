@@ -4,10 +4,10 @@ headers. Any other answer than 200 refuses the connection."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from session_service.errors import NotFound, Unauthorized
-from session_service.feed import rejected
+from session_service.domain.errors import NotFound, Unauthorized
 from session_service.observability import logger
 from session_service.runtime import feed_connections
+from session_service.services.feed import rejected
 
 
 @logger.inject_lambda_context

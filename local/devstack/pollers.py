@@ -37,6 +37,41 @@ from devstack.functions import FunctionRuntime
 log = logging.getLogger("devstack.pollers")
 
 
+class Poller:
+    """One background thread per event source, as each managed event source mapping is: `step` does one
+    unit of work and says how long to wait before the next (0: at once); an error is logged and the source
+    keeps polling after `error_pause`, as the managed ones do."""
+
+    name = "poller"
+    error_pause = 1.0
+    first_pause = 0.0
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def step(self) -> float:
+        raise NotImplementedError
+
+    def _loop(self) -> None:
+        pause = self.first_pause
+        while not (pause and self._stop.wait(pause)) and not self._stop.is_set():
+            try:
+                pause = self.step()
+            except Exception:
+                log.exception("%s: poll failed", self.name)
+                pause = self.error_pause
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, join_timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=join_timeout)
+
+
 @dataclass
 class PollResult:
     received: int = 0
@@ -61,7 +96,7 @@ def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str
     }
 
 
-class SqsEventSourceMapping:
+class SqsEventSourceMapping(Poller):
     def __init__(
         self,
         runtime: FunctionRuntime,
@@ -75,6 +110,7 @@ class SqsEventSourceMapping:
         report_batch_item_failures: bool = True,
         wait_seconds: int = 1,
     ) -> None:
+        super().__init__()
         self.name = f"sqs:{function_id}"
         self._runtime = runtime
         self._function_id = function_id
@@ -92,8 +128,6 @@ class SqsEventSourceMapping:
             aws_access_key_id="testing",
             aws_secret_access_key="testing",  # noqa: S106
         )
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def poll_once(self, wait_seconds: int | None = None) -> PollResult:
         response = self._sqs.receive_message(
@@ -130,22 +164,12 @@ class SqsEventSourceMapping:
         log.info("%s: %d record(s), %d failed", self.name, len(records), len(result.failed_ids))
         return result
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.poll_once()
-            except Exception:  # a dev-stack poller keeps polling, as the managed one does
-                log.exception("%s: poll failed", self.name)
-                self._stop.wait(1.0)
+    def step(self) -> float:
+        self.poll_once()  # a long poll: it waits for messages itself
+        return 0.0
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self._wait + 5)
+    def stop(self, join_timeout: float | None = None) -> None:
+        super().stop(self._wait + 5 if join_timeout is None else join_timeout)
 
 
 @dataclass
@@ -155,7 +179,7 @@ class StreamPollResult:
     discarded: int = 0  # records given up on (retry attempts or record age exhausted)
 
 
-class DynamoDbStreamEventSourceMapping:
+class DynamoDbStreamEventSourceMapping(Poller):
     def __init__(
         self,
         runtime: FunctionRuntime,
@@ -173,6 +197,7 @@ class DynamoDbStreamEventSourceMapping:
         poll_interval: float = 0.1,
         max_backoff: float = 1.0,
     ) -> None:
+        super().__init__()
         self.name = f"stream:{function_id}"
         self._runtime = runtime
         self._function_id = function_id
@@ -184,7 +209,7 @@ class DynamoDbStreamEventSourceMapping:
         self._bisect = bisect_on_error
         self._max_retries = maximum_retry_attempts
         self._max_age = maximum_record_age_seconds
-        self._poll_interval = poll_interval
+        self._poll_interval = self.error_pause = poll_interval
         self._max_backoff = max_backoff
         self._streams = boto3.client(
             "dynamodbstreams",
@@ -199,8 +224,6 @@ class DynamoDbStreamEventSourceMapping:
         self._pending: dict[str, list[dict[str, Any]]] = {}  # shard id → records read but not yet taken
         self._attempts: dict[str, int] = {}
         self._retry_at: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def _open_shards(self) -> None:
         description = self._streams.describe_stream(StreamArn=self._stream_arn)["StreamDescription"]
@@ -278,24 +301,8 @@ class DynamoDbStreamEventSourceMapping:
         created = records[0]["dynamodb"].get("ApproximateCreationDateTime")
         return self._max_age >= 0 and isinstance(created, float) and time.time() - created > self._max_age
 
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                delivered = self.poll_once().delivered
-            except Exception:  # a dev-stack poller keeps polling, as the managed one does
-                log.exception("%s: poll failed", self.name)
-                delivered = 0
-            if not delivered:
-                self._stop.wait(self._poll_interval)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def step(self) -> float:
+        return 0.0 if self.poll_once().delivered else self._poll_interval
 
 
 _RATE = re.compile(r"^rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)$")
@@ -334,18 +341,18 @@ def scheduled_event(rule_arn: str, region: str) -> dict[str, Any]:
     }
 
 
-class ScheduleRunner:
+class ScheduleRunner(Poller):
     def __init__(
         self, runtime: FunctionRuntime, function_id: str, *, period_seconds: float, region: str, rule: str
     ) -> None:
+        super().__init__()
         self.name = f"schedule:{function_id}"
+        self.first_pause = self.error_pause = period_seconds
         self._runtime = runtime
         self._function_id = function_id
         self._period = period_seconds
         self._region = region
         self._rule_arn = f"arn:aws:events:{region}:123456789012:rule/{rule}"
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def run_once(self) -> Any:
         invocation = self._runtime.execute(self._function_id, scheduled_event(self._rule_arn, self._region))
@@ -353,18 +360,6 @@ class ScheduleRunner:
             log.warning("%s: failed: %s", self.name, invocation.error)
         return invocation
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self._period):
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("%s: run failed", self.name)
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+    def step(self) -> float:
+        self.run_once()
+        return self._period

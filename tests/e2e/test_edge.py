@@ -47,7 +47,7 @@ def session_admin(stack: dict, *args: str) -> dict[str, Any]:
     """`session-admin --local` against the dev stack, as its README shows."""
     endpoints = str(Path(stack["state_dir"]) / "endpoints.json")
     done = subprocess.run(
-        [sys.executable, "-m", "session_service.cli", "--local", "--endpoints", endpoints, *args],
+        [sys.executable, "-m", "session_service.edges.cli", "--local", "--endpoints", endpoints, *args],
         capture_output=True,
         text=True,
         timeout=60,

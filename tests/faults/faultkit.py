@@ -29,7 +29,7 @@ from e2b import Sandbox, SandboxQuery, SandboxState
 from faults.history import Final, Op
 
 from session_service.adapters.redis_cache import cache_key
-from session_service.models import Session
+from session_service.domain.entities import Session
 from session_service.runtime import container_for
 from session_service.settings import Settings
 

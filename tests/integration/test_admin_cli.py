@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from plugins.api import Api
-from session_service import cli
+from session_service.edges import cli
 
 
 @pytest.fixture

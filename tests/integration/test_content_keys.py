@@ -19,11 +19,11 @@ from e2b import Sandbox
 from devstack.provision import aws_client, table_request
 from plugins.api import Api, Project
 from plugins.teardown import TeardownPipeline
-from session_service import keys
-from session_service.content_keys import ContentUnreadable, KeyDestroyed
-from session_service.errors import NotFound
-from session_service.models import ListMessagesParams
+from session_service.domain import keys
+from session_service.domain.errors import NotFound
+from session_service.domain.requests import ListMessagesParams
 from session_service.runtime import Container
+from session_service.services.content_keys import ContentUnreadable, KeyDestroyed
 from session_service.settings import Settings
 
 SECRET_METADATA = {"customer": "Ada Lovelace", "note": "metadata-secret-7c1f"}

@@ -15,8 +15,8 @@ from devstack.services import free_port
 from plugins.api import Api, Project
 from plugins.streams import StreamPipeline
 from plugins.teardown import TeardownPipeline
-from session_service import clock, keys
 from session_service.adapters.redis_cache import TOMBSTONE, cache_key
+from session_service.domain import clock, keys
 
 
 def sandbox_for(project: Project, session_id: str, *, paused: bool = False) -> str:
@@ -56,7 +56,7 @@ def test_the_tombstone_carries_its_ttl_and_pending_marker(
 ) -> None:
     import boto3
 
-    from session_service.clock import parse_iso
+    from session_service.domain.clock import parse_iso
 
     session = api.create(project)
     deleted = api.call("DELETE", f"/v1/sessions/{session['id']}", key=project.api_key).body

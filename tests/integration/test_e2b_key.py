@@ -18,8 +18,8 @@ from devstack.provision import _generated_secret
 from devstack.template import Template
 from session_service.adapters.e2b_sandboxes import E2BSandboxProvider
 from session_service.adapters.secrets import is_placeholder
-from session_service.errors import SandboxUnavailable
-from session_service.ids import new_project_id, new_session_id
+from session_service.domain.errors import SandboxUnavailable
+from session_service.domain.ids import new_project_id, new_session_id
 from session_service.settings import Settings
 
 

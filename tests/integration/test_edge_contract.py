@@ -1,6 +1,6 @@
 """The document and the edge cannot drift: for EVERY operation of the OpenAPI document (generated from
-session_service.operations), what the running code does with rate limits and Idempotency-Keys is what the
-document says (`x-rate-limit`, `x-idempotent`). A route added later, or a flag changed on one side only,
+session_service.edges.operations), what the running code does with rate limits and Idempotency-Keys is what
+the document says (`x-rate-limit`, `x-idempotent`). A route added later, or a flag changed on one side only,
 fails here without editing this file.
 
 Each operation is called once, validly (the document's example bodies, on a live session and tool of the
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from plugins.api import Api, Project
-from session_service.openapi import build_document
+from session_service.edges.openapi import build_document
 
 GENERAL, COMPUTE = 500, 7
 METHODS = ("get", "put", "post", "delete", "patch")

@@ -172,11 +172,11 @@ def test_the_fence_kills_a_sandbox_created_while_the_session_was_deleted(
     """The exact interleaving, deterministically, with real services: the sandbox is created at E2B, the
     real DELETE commits (and its teardown runs and finds nothing attached), then the fence write is tried."""
     from session_service.adapters.dynamodb.sessions import DynamoSessionStore
-    from session_service.errors import NotFound
-    from session_service.models import ExecuteRequest
+    from session_service.domain.errors import NotFound
+    from session_service.domain.requests import ExecuteRequest
     from session_service.runtime import container_for
+    from session_service.services.workbench import Workbench
     from session_service.settings import Settings
-    from session_service.workbench import Workbench
 
     session = api.create(project)
     services = container_for(Settings.from_env(invoker.env_for("ExecuteFunction")))

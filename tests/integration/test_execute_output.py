@@ -9,7 +9,7 @@ from typing import Any
 
 from plugins.api import Api, Project
 from plugins.teardown import TeardownPipeline
-from session_service.output import DEFAULT_OUTPUT_CAP, BoundedOutput
+from session_service.domain.output import DEFAULT_OUTPUT_CAP, BoundedOutput
 
 EIGHT_MB = 8 * 1024 * 1024
 LAMBDA_RESPONSE_LIMIT = 6_291_556

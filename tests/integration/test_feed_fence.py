@@ -20,8 +20,8 @@ from websockets.sync.client import connect
 from plugins.api import Api, Project
 from plugins.streams import StreamPipeline
 from plugins.teardown import TeardownPipeline
-from session_service import clock
-from session_service.models import FeedConnection
+from session_service.domain import clock
+from session_service.domain.entities import FeedConnection
 from session_service.runtime import container_for
 from session_service.settings import Settings
 

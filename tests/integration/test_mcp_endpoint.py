@@ -13,7 +13,7 @@ import pytest
 
 from plugins.api import Api, Project
 from plugins.teardown import TeardownPipeline
-from session_service import ids
+from session_service.domain import ids
 
 MODERN = "2026-07-28"
 META = {
@@ -139,7 +139,7 @@ def test_tools_list_and_call_with_the_rest_semantics(
 
 
 def test_tools_list_pages_with_an_opaque_cursor(api: Api, project: Project, invoker: Any) -> None:
-    from session_service.models import PutToolRequest
+    from session_service.domain.requests import PutToolRequest
     from session_service.runtime import container_for
     from session_service.settings import Settings
 

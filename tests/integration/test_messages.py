@@ -182,8 +182,8 @@ def test_appends_and_executes_mark_the_session_active(
 def test_the_cascade_purges_a_large_conversation_over_several_runs_and_keeps_audit(
     api: Api, project: Project, invoker: Any, teardown: TeardownPipeline, e2b_env: Any
 ) -> None:
-    from session_service import keys
     from session_service.adapters.dynamodb.messages import message_sk
+    from session_service.domain import keys
     from session_service.runtime import container_for
     from session_service.settings import Settings
 

@@ -20,7 +20,7 @@ import pytest
 from test_mcp_endpoint import Mcp
 
 from plugins.api import Api, Project, Reply
-from session_service import cli
+from session_service.edges import cli
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from typing import Any
 
 from plugins.api import Api, Project
 from plugins.teardown import TeardownPipeline
-from session_service.output import items_that_fit
+from session_service.domain.output import items_that_fit
 
 LAMBDA_RESPONSE_LIMIT = 6_291_556
 # A quote costs 4 bytes in a response (\" in the body, \\\" in the proxy response's string): 120 KB per item

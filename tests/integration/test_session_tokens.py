@@ -11,13 +11,13 @@ import pytest
 
 from plugins.api import Api, Project
 from plugins.teardown import TeardownPipeline
-from session_service import keys
-from session_service.auth import hash_key
-from session_service.clock import parse_iso
-from session_service.models import TokenRecord
+from session_service.domain import keys
+from session_service.domain.clock import parse_iso
+from session_service.domain.entities import TokenRecord
+from session_service.domain.ids import hash_key
 from session_service.runtime import container_for
+from session_service.services.tokens import generate_token
 from session_service.settings import Settings
-from session_service.tokens import generate_token
 
 
 def mint(api: Api, project: Project, session_id: str, **body: Any) -> Any:

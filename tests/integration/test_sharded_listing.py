@@ -1,4 +1,4 @@
-"""Listing on the sharded keys (session_service.keys): a project whose sessions span every shard lists
+"""Listing on the sharded keys (session_service.domain.keys): a project whose sessions span every shard lists
 newest first with stable paging, by user and by change time too, tombstones included when asked, and the
 sweeper finds pending teardowns in every shard of its index. Sessions are made through the service (the
 route's own code without its HTTP edge) to keep the suite fast; listing goes through the route."""
@@ -12,8 +12,8 @@ import pytest
 
 from plugins.api import Api, Project
 from plugins.teardown import TeardownPipeline
-from session_service import keys
-from session_service.models import CreateSessionRequest
+from session_service.domain import keys
+from session_service.domain.requests import CreateSessionRequest
 from session_service.runtime import container_for
 from session_service.settings import Settings
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from devstack.template import LocalResources, Template, resolve
-from session_service.models import MAX_COMMAND_TIMEOUT_S
+from session_service.domain.requests import MAX_COMMAND_TIMEOUT_S
 
 HTTP_API_LIMIT_S = 30  # API Gateway HTTP API: maximum integration timeout
 INIT_AND_INVOKE_ALLOWANCE_S = 3  # a cold start's init (about 1.5 s with the e2b layer) and the invocation

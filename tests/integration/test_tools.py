@@ -134,7 +134,7 @@ def test_a_session_lists_builtins_and_catalog_tools_and_its_allow_list_narrows_t
 
 
 def test_search_finds_the_right_tool_first_among_200(api: Api, project: Project, invoker: Any) -> None:
-    from session_service.models import PutToolRequest
+    from session_service.domain.requests import PutToolRequest
     from session_service.runtime import container_for
     from session_service.settings import Settings
 

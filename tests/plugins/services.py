@@ -36,7 +36,7 @@ from devstack.provision import provision
 from devstack.services import MotoServer, RedisServer, live_processes
 from devstack.template import LocalResources, Template
 from devstack.websocket import WebSocketGateway
-from session_service.auth import MAX_RATE_LIMIT_PER_MINUTE
+from session_service.services.auth import MAX_RATE_LIMIT_PER_MINUTE
 from session_service.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -227,7 +227,7 @@ DEMO_RATE_LIMIT = MAX_RATE_LIMIT_PER_MINUTE  # requests a minute, per key: the e
 def admin_cli(endpoints: Path, *args: str) -> str:
     """`session-admin --local --endpoints ENDPOINTS *ARGS`; its output."""
     done = subprocess.run(
-        [sys.executable, "-m", "session_service.cli", "--local", "--endpoints", str(endpoints), *args],
+        [sys.executable, "-m", "session_service.edges.cli", "--local", "--endpoints", str(endpoints), *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -7,7 +7,7 @@ import pytest
 
 from fakes import FakeCache, FakeQueue, FakeSandboxes, FakeSessionStore
 from session_service.observability import metrics
-from session_service.service import SessionService
+from session_service.services.sessions import SessionService
 
 
 @pytest.fixture(autouse=True)

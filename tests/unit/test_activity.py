@@ -7,10 +7,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from fakes import P1, FakeCache, FakeSessionStore
-from session_service import clock
-from session_service.activity import record_activity
-from session_service.models import CreateSessionRequest, ListSessionsParams
-from session_service.service import SessionService
+from session_service.domain import clock
+from session_service.domain.requests import CreateSessionRequest, ListSessionsParams
+from session_service.services.activity import record_activity
+from session_service.services.sessions import SessionService
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -1,8 +1,9 @@
 import pytest
 
 from fakes import FakeKeyStore, FakeProjectStore
-from session_service.auth import KEY_FORMAT, Admin, Authenticator, hash_key
-from session_service.errors import NotFound, Unauthorized
+from session_service.domain.errors import NotFound, Unauthorized
+from session_service.domain.ids import hash_key
+from session_service.services.auth import KEY_FORMAT, Admin, Authenticator
 
 
 @pytest.fixture
@@ -55,8 +56,8 @@ def test_keys_cannot_be_issued_for_unknown_projects_or_revoked_across_projects(a
 
 def test_a_session_token_is_a_principal_for_one_session() -> None:
     from fakes import FakeTokenStore
-    from session_service.models import CreateTokenRequest
-    from session_service.tokens import TokenService
+    from session_service.domain.requests import CreateTokenRequest
+    from session_service.services.tokens import TokenService
 
     keys = FakeKeyStore()
     store = FakeTokenStore(live={("prj_a", "ses_01aaaaaaaaaaaaaaaaaaaaaaaa")})

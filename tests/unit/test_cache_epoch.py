@@ -4,7 +4,7 @@ raises it, and that an unknown epoch means 'trust nothing'."""
 import pytest
 
 from fakes import FakeEpochStore
-from session_service.cache_epoch import CacheEpoch
+from session_service.services.cache_epoch import CacheEpoch
 
 
 class Clock:

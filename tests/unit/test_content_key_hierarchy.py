@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from fakes import FakeContentKeyStore, FakeMasterKey
-from session_service.content_keys import ContentKeys, ContentUnreadable, KeyDestroyed, PlainContent
+from session_service.adapters.aesgcm import AesGcm
+from session_service.services.content_keys import ContentKeys, ContentUnreadable, KeyDestroyed, PlainContent
 
 P = "prj_a"
 
@@ -26,7 +27,7 @@ def world() -> tuple[FakeContentKeyStore, FakeMasterKey, Clock]:
 
 def process(world: tuple[FakeContentKeyStore, FakeMasterKey, Clock], ttl: float = 300.0) -> ContentKeys:
     store, master, clock = world
-    return ContentKeys(store, master, cache_seconds=ttl, clock=clock)
+    return ContentKeys(store, master, aead=AesGcm, cache_seconds=ttl, clock=clock)
 
 
 def create(keys: ContentKeys, store: FakeContentKeyStore, session_id: str) -> bytes:
@@ -98,7 +99,7 @@ def test_two_processes_racing_for_a_projects_first_key_agree_on_one(world) -> No
 
     late = LateReader()
     late.items = store.items
-    second = ContentKeys(late, master, clock=clock)
+    second = ContentKeys(late, master, aead=AesGcm, clock=clock)
     wrapped = second.new_session_key(P, "ses_2")  # its own GenerateDataKey loses the conditional put
     store.put_session_key(P, "ses_2", wrapped)
     assert master.calls == ["generate", "generate", "unwrap"]

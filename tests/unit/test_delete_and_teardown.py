@@ -1,10 +1,10 @@
 import pytest
 
 from fakes import P1, P2, FakeCache, FakeQueue, FakeSandboxes, FakeSessionStore, rate_limited, unavailable
-from session_service.errors import NotFound, TeardownIncomplete
-from session_service.models import CreateSessionRequest, ListSessionsParams, TeardownMessage
-from session_service.service import SessionService
-from session_service.teardown import Sweeper, Teardown
+from session_service.domain.errors import NotFound, TeardownIncomplete
+from session_service.domain.requests import CreateSessionRequest, ListSessionsParams, TeardownMessage
+from session_service.services.sessions import SessionService
+from session_service.services.teardown import Sweeper, Teardown
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from botocore.exceptions import ClientError, ReadTimeoutError
 from pynamodb.exceptions import PynamoDBException, UpdateError
 
 from session_service.adapters.dynamodb.tables import condition_failed, dynamodb_errors
-from session_service.errors import DependencyUnavailable
+from session_service.domain.errors import DependencyUnavailable
 
 
 def refused() -> UpdateError:

@@ -2,9 +2,9 @@ import time
 
 import pytest
 
-from session_service import ids, keys
-from session_service.adapters.dynamodb.sessions import decode_cursor, encode_cursor
-from session_service.errors import BadRequest
+from session_service.adapters.dynamodb.session_listing import decode_cursor, encode_cursor
+from session_service.domain import ids, keys
+from session_service.domain.errors import BadRequest
 
 P = "prj_01aaaaaaaaaaaaaaaaaaaaaaaa"
 

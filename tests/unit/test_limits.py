@@ -13,9 +13,9 @@ import pytest
 
 from fakes import FakeProjectStore
 from session_service.adapters.idempotency import MAX_STORED_BYTES, StoredResponse
-from session_service.errors import DependencyUnavailable, RateLimited
-from session_service.limits import ProjectLimits, RateLimiter, RateLimits
-from session_service.models import BucketLevel, BucketTake, Project
+from session_service.domain.entities import BucketLevel, BucketTake, Project
+from session_service.domain.errors import DependencyUnavailable, RateLimited
+from session_service.services.limits import ProjectLimits, RateLimiter, RateLimits
 
 
 class Buckets:

@@ -12,8 +12,8 @@ import pytest
 from openapi_spec_validator import validate
 
 from devstack.template import Template
-from session_service import openapi
-from session_service.operations import OPERATIONS, operation_for
+from session_service.edges import openapi
+from session_service.edges.operations import OPERATIONS, operation_for
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = [ROOT / "docs" / "openapi.json", ROOT / "functions" / "openapi" / "openapi.json"]

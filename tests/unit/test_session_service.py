@@ -3,10 +3,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from fakes import P1, P2, FakeCache, FakeSessionStore
-from session_service import clock
-from session_service.errors import NotFound, ValidationFailed, VersionConflict
-from session_service.models import CreateSessionRequest, ListSessionsParams, UpdateSessionRequest
-from session_service.service import SessionService
+from session_service.domain import clock
+from session_service.domain.errors import NotFound, ValidationFailed, VersionConflict
+from session_service.domain.requests import CreateSessionRequest, ListSessionsParams, UpdateSessionRequest
+from session_service.services.sessions import SessionService
 
 
 def create(service: SessionService, project: str = P1, **fields: object) -> dict:

@@ -30,7 +30,9 @@ SIMULATION = textwrap.dedent(
         sys.modules["snapshot_restore_py"] = None  # as outside Lambda: the import fails
     sys.path.insert(0, sys.argv[3])
     import app  # the function's module, as Lambda's init imports it
-    from session_service import auth, ids, runtime, tokens
+    from session_service.services import auth, tokens
+    from session_service.domain import ids
+    from session_service import runtime
 
     try:
         import snapshot_restore_py

@@ -3,10 +3,10 @@
 import pytest
 
 from fakes import P1, FakeQueue, FakeSandboxes, FakeSessionStore, rate_limited
-from session_service.errors import TeardownIncomplete
-from session_service.models import CreateSessionRequest, TeardownMessage
-from session_service.service import SessionService
-from session_service.teardown import Teardown
+from session_service.domain.errors import TeardownIncomplete
+from session_service.domain.requests import CreateSessionRequest, TeardownMessage
+from session_service.services.sessions import SessionService
+from session_service.services.teardown import Teardown
 
 
 class Clock:

@@ -3,10 +3,10 @@ import threading
 import pytest
 
 from fakes import P1, P2, FakeQueue, FakeSandboxes, FakeSessionStore, unavailable
-from session_service.errors import NotFound, SandboxUnavailable
-from session_service.models import CreateSessionRequest, ExecuteRequest
-from session_service.service import SessionService
-from session_service.workbench import Workbench
+from session_service.domain.errors import NotFound, SandboxUnavailable
+from session_service.domain.requests import CreateSessionRequest, ExecuteRequest
+from session_service.services.sessions import SessionService
+from session_service.services.workbench import Workbench
 
 
 @pytest.fixture

@@ -26,18 +26,17 @@ if TYPE_CHECKING:
     from session_service.adapters.dynamodb.tools import DynamoToolStore
     from session_service.adapters.idempotency import PowertoolsIdempotency
     from session_service.adapters.websocket import ApiGatewayConnectionPusher
-    from session_service.auth import Admin, Authenticator
-    from session_service.cache_sync import CacheSync
-    from session_service.feed import FeedConnections, Notifier
-    from session_service.limits import ProjectLimits, RateLimiter
-    from session_service.mcp import McpEndpoint
-    from session_service.messages import MessageService
-    from session_service.ports import ContentCipher, ResponseCache, SandboxProvider, TeardownQueue
-    from session_service.service import SessionService
-    from session_service.teardown import Sweeper, Teardown
-    from session_service.tokens import TokenService
-    from session_service.tools import ToolCatalog, ToolRouter
-    from session_service.workbench import Workbench
+    from session_service.domain.ports import ContentCipher, ResponseCache, SandboxProvider, TeardownQueue
+    from session_service.services.auth import Admin, Authenticator
+    from session_service.services.cache_sync import CacheSync
+    from session_service.services.feed import FeedConnections, Notifier
+    from session_service.services.limits import ProjectLimits, RateLimiter
+    from session_service.services.messages import MessageService
+    from session_service.services.sessions import SessionService
+    from session_service.services.teardown import Sweeper, Teardown
+    from session_service.services.tokens import TokenService
+    from session_service.services.tools import ToolCatalog, ToolRouter
+    from session_service.services.workbench import Workbench
 
 
 class Container:
@@ -63,13 +62,13 @@ class Container:
         if not self.settings.cache_enabled:
             return None
         from session_service.adapters.redis_limits import RedisTokenBuckets
-        from session_service.limits import RateLimiter
+        from session_service.services.limits import RateLimiter
 
         return RateLimiter(RedisTokenBuckets(self.settings, self.redis))
 
     @cached_property
     def project_limits(self) -> ProjectLimits:
-        from session_service.limits import ProjectLimits, RateLimits
+        from session_service.services.limits import ProjectLimits, RateLimits
 
         projects = None
         if self.settings.projects_table:
@@ -97,7 +96,7 @@ class Container:
             return NoCache()
         from session_service.adapters.dynamodb.cache_epoch import DynamoCacheEpochStore
         from session_service.adapters.redis_cache import RedisResponseCache
-        from session_service.cache_epoch import CacheEpoch
+        from session_service.services.cache_epoch import CacheEpoch
 
         settings = self.settings
         epoch = CacheEpoch(
@@ -111,7 +110,7 @@ class Container:
     @cached_property
     def cache_sync(self) -> CacheSync:
         from session_service.adapters.redis_cache import RedisCacheInvalidator
-        from session_service.cache_sync import CacheSync
+        from session_service.services.cache_sync import CacheSync
 
         return CacheSync(RedisCacheInvalidator(self.settings))
 
@@ -132,17 +131,19 @@ class Container:
         """Content sealed under per-session keys whenever the template configures them (it always does)."""
         settings = self.settings
         if not settings.keys_table and not settings.content_key_id:
-            from session_service.content_keys import PlainContent
+            from session_service.services.content_keys import PlainContent
 
             return PlainContent()
         if not (settings.keys_table and settings.content_key_id):
             raise RuntimeError("KEYS_TABLE and CONTENT_KEY_ID are configured together or not at all")
+        from session_service.adapters.aesgcm import AesGcm
         from session_service.adapters.kms import KmsMasterKey
-        from session_service.content_keys import ContentKeys
+        from session_service.services.content_keys import ContentKeys
 
         return ContentKeys(
             self.content_key_store,
             KmsMasterKey(settings),
+            aead=AesGcm,
             cache_seconds=settings.content_key_cache_seconds,
         )
 
@@ -171,7 +172,7 @@ class Container:
 
     @cached_property
     def sessions(self) -> SessionService:
-        from session_service.service import SessionService
+        from session_service.services.sessions import SessionService
 
         queue = self.queue if self.settings.teardown_queue_url else None
         return SessionService(
@@ -184,7 +185,7 @@ class Container:
 
     @cached_property
     def teardown(self) -> Teardown:
-        from session_service.teardown import Teardown
+        from session_service.services.teardown import Teardown
 
         return Teardown(
             self.store,
@@ -199,7 +200,7 @@ class Container:
 
     @cached_property
     def workbench(self) -> Workbench:
-        from session_service.workbench import Workbench
+        from session_service.services.workbench import Workbench
 
         return Workbench(
             self.store,
@@ -218,13 +219,13 @@ class Container:
 
     @cached_property
     def tool_catalog(self) -> ToolCatalog:
-        from session_service.tools import ToolCatalog
+        from session_service.services.tools import ToolCatalog
 
         return ToolCatalog(self.tool_store)
 
     @cached_property
     def tool_router(self) -> ToolRouter:
-        from session_service.tools import ToolRouter
+        from session_service.services.tools import ToolRouter
 
         return ToolRouter(self.tool_store, self.workbench, output_cap=self.settings.command_output_cap_bytes)
 
@@ -236,7 +237,7 @@ class Container:
 
     @cached_property
     def messages(self) -> MessageService:
-        from session_service.messages import MessageService
+        from session_service.services.messages import MessageService
 
         return MessageService(self.store, self.message_store, cipher=self.cipher)
 
@@ -254,13 +255,13 @@ class Container:
 
     @cached_property
     def feed_connections(self) -> FeedConnections:
-        from session_service.feed import FeedConnections
+        from session_service.services.feed import FeedConnections
 
         return FeedConnections(self.authenticator, self.connection_store)
 
     @cached_property
     def notifier(self) -> Notifier:
-        from session_service.feed import Notifier
+        from session_service.services.feed import Notifier
 
         publisher = None
         if self.settings.event_bus_name:
@@ -270,14 +271,8 @@ class Container:
         return Notifier(self.connection_store, self.connection_pusher, publisher)
 
     @cached_property
-    def mcp(self) -> McpEndpoint:
-        from session_service.mcp import McpEndpoint
-
-        return McpEndpoint(self.tool_router, self.rate_limiter)
-
-    @cached_property
     def sweeper(self) -> Sweeper:
-        from session_service.teardown import Sweeper
+        from session_service.services.teardown import Sweeper
 
         return Sweeper(self.store, self.queue, grace_seconds=self.settings.teardown_grace_seconds)
 
@@ -289,14 +284,14 @@ class Container:
 
     @cached_property
     def tokens(self) -> TokenService:
-        from session_service.tokens import TokenService
+        from session_service.services.tokens import TokenService
 
         return TokenService(self.token_store)
 
     @cached_property
     def authenticator(self) -> Authenticator:
         from session_service.adapters.dynamodb.api_keys import DynamoKeyStore
-        from session_service.auth import Authenticator
+        from session_service.services.auth import Authenticator
 
         tokens = self.tokens if self.settings.tokens_table else None
         return Authenticator(DynamoKeyStore(self.tables), tokens)
@@ -305,7 +300,7 @@ class Container:
     def admin(self) -> Admin:
         from session_service.adapters.dynamodb.api_keys import DynamoKeyStore
         from session_service.adapters.dynamodb.projects import DynamoProjectStore
-        from session_service.auth import Admin
+        from session_service.services.auth import Admin
 
         return Admin(DynamoProjectStore(self.tables), DynamoKeyStore(self.tables))
 
@@ -365,16 +360,16 @@ def _e2b(settings: Settings) -> bool:
 
 
 def _import_aead() -> object:
-    return importlib.import_module("cryptography.hazmat.primitives.ciphers.aead")
+    return importlib.import_module("session_service.adapters.aesgcm")
 
 
 def _build_models() -> None:
     """The request and response models are built on first use (defer_build): build them now instead."""
     from pydantic import BaseModel
 
-    from session_service import models
+    from session_service.domain import requests
 
-    for value in vars(models).values():
+    for value in vars(requests).values():
         if isinstance(value, type) and issubclass(value, BaseModel) and value is not BaseModel:
             value.model_rebuild(force=True)
 
@@ -394,6 +389,13 @@ def session_service() -> SessionService:
 
 def authenticator() -> Authenticator:
     return container().authenticator
+
+
+def stack_outputs(stack_name: str, region: str | None = None) -> dict[str, str]:
+    """A deployed stack's outputs (table names), for the admin CLI's --stack."""
+    from session_service.adapters.stack import stack_outputs as read
+
+    return read(stack_name, region)
 
 
 def admin_service() -> Admin:
@@ -426,10 +428,6 @@ def tool_catalog() -> ToolCatalog:
 
 def tool_router() -> ToolRouter:
     return container().tool_router
-
-
-def mcp_endpoint() -> McpEndpoint:
-    return container().mcp
 
 
 def messages() -> MessageService:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from session_service.output import DEFAULT_OUTPUT_CAP, MAX_OUTPUT_CAP
+from session_service.domain.output import DEFAULT_OUTPUT_CAP, MAX_OUTPUT_CAP
 
 
 class Settings(BaseModel):
@@ -32,8 +32,8 @@ class Settings(BaseModel):
     tools_table: str = ""
     messages_table: str = ""
     connections_table: str = ""
-    # Per-session content keys (session_service.content_keys): the keys table and the stack's KMS key. Both
-    # set: content is sealed. Neither (code run outside the template): stored plain, format 0.
+    # Per-session content keys (session_service.services.content_keys): the keys table and the stack's KMS
+    # key. Both set: content is sealed. Neither (code run outside the template): stored plain, format 0.
     keys_table: str = ""
     content_key_id: str | None = None
     content_key_cache_seconds: Annotated[float, Field(ge=0, le=900)] = 300.0
@@ -51,13 +51,13 @@ class Settings(BaseModel):
     cache_tombstone_ttl_seconds: int = 86_400
     # After a Redis failure, skip Redis for this long (reads go to DynamoDB; writers raise the epoch).
     redis_breaker_seconds: float = 1.0
-    # The cache epoch (session_service.cache_epoch): copies in the projects table, how often a process
-    # re-reads it, and how far past a failed write's commit it is set (covers clock skew).
+    # The cache epoch (session_service.services.cache_epoch): copies in the projects table, how often a
+    # process re-reads it, and how far past a failed write's commit it is set (covers clock skew).
     cache_epoch_copies: int = 4
     cache_epoch_refresh_seconds: float = 1.0
     cache_epoch_margin_ms: int = 2000
 
-    # Rate limits (session_service.limits), in requests a minute per API key or session token: the
+    # Rate limits (session_service.services.limits), in requests a minute per API key or session token: the
     # authorizer's defaults for a project without its own, and how long it trusts a project's record.
     rate_limit_per_minute: Annotated[int, Field(ge=1)] = 600
     compute_rate_limit_per_minute: Annotated[int, Field(ge=1)] = 60
@@ -91,7 +91,7 @@ class Settings(BaseModel):
     e2b_api_url: str | None = None
     e2b_sandbox_url: str | None = None
     e2b_request_timeout_seconds: float = 10.0
-    # Each of stdout/stderr keeps at most this much (JSON-escaped text; session_service.output).
+    # Each of stdout/stderr keeps at most this much (JSON-escaped text; session_service.domain.output).
     command_output_cap_bytes: Annotated[int, Field(ge=1024, le=MAX_OUTPUT_CAP)] = DEFAULT_OUTPUT_CAP
     sandbox_template: str = "base"
     sandbox_timeout_seconds: int = 300

@@ -25,7 +25,7 @@ import os
 import random
 from collections.abc import Callable
 
-from session_service import ids
+from session_service.domain import ids
 
 SNAP_START = "snap-start"
 

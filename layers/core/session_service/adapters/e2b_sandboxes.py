@@ -23,8 +23,7 @@ from e2b.exceptions import (
     TimeoutException,
 )
 
-from session_service.errors import SandboxGone, SandboxRateLimited, SandboxUnavailable, ValidationFailed
-from session_service.models import (
+from session_service.domain.entities import (
     CommandResult,
     FileContent,
     FileEntry,
@@ -32,8 +31,14 @@ from session_service.models import (
     SandboxListing,
     sandbox_metadata,
 )
+from session_service.domain.errors import (
+    SandboxGone,
+    SandboxRateLimited,
+    SandboxUnavailable,
+    ValidationFailed,
+)
+from session_service.domain.output import BoundedOutput
 from session_service.observability import logger
-from session_service.output import BoundedOutput
 from session_service.settings import Settings
 
 PAGE_SIZE = 100  # E2B's maximum page size

@@ -9,8 +9,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from session_service.errors import FeedUnavailable
-from session_service.events import DomainEvent
+from session_service.domain.errors import FeedUnavailable
+from session_service.domain.events import DomainEvent
 from session_service.settings import Settings
 
 

@@ -41,8 +41,8 @@ from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import D
 from aws_lambda_powertools.utilities.idempotency.serialization.base import BaseIdempotencySerializer
 from botocore.config import Config
 
-from session_service.errors import DependencyUnavailable, IdempotencyInProgress, IdempotencyKeyReused
-from session_service.idempotency import Work
+from session_service.domain.errors import DependencyUnavailable, IdempotencyInProgress, IdempotencyKeyReused
+from session_service.domain.ports import Work
 from session_service.observability import count, logger
 from session_service.settings import Settings
 
@@ -60,8 +60,8 @@ class Outcome:
 
 
 class Sealing(Protocol):
-    """Seals a stored response under its session's content key (session_service.content_keys), so that a
-    record outliving its session's teardown is as unreadable as the session's other content."""
+    """Seals a stored response under its session's content key (session_service.services.content_keys), so
+    that a record outliving its session's teardown is as unreadable as the session's other content."""
 
     def seal(self, session_id: str, payload: dict[str, Any]) -> bytes: ...
 

@@ -1,6 +1,6 @@
 """The stack's KMS key (ContentKey in template.yaml): it makes and unwraps the project keys of
-session_service.content_keys. The project id is the encryption context, so a wrapped key only unwraps for
-its own project (and CloudTrail shows which project's key was used)."""
+session_service.services.content_keys. The project id is the encryption context, so a wrapped key only
+unwraps for its own project (and CloudTrail shows which project's key was used)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from session_service.errors import DependencyUnavailable
+from session_service.domain.errors import DependencyUnavailable
 from session_service.observability import logger
 from session_service.settings import Settings
 

@@ -26,12 +26,11 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from session_service.cache_epoch import CacheEpoch
-from session_service.clock import now_ms
-from session_service.errors import CacheUnavailable
-from session_service.models import Session
+from session_service.domain.clock import now_ms
+from session_service.domain.entities import Session
+from session_service.domain.errors import CacheUnavailable
+from session_service.domain.ports import CACHE_MISS, CacheEpochGuard, CacheLookup
 from session_service.observability import annotate, count, logger
-from session_service.ports import CACHE_MISS, CacheLookup
 from session_service.settings import Settings
 
 KEY_PREFIX = "session:v2"
@@ -103,7 +102,7 @@ class RedisResponseCache:
     def __init__(
         self,
         settings: Settings,
-        epoch: CacheEpoch,
+        epoch: CacheEpochGuard,
         *,
         monotonic: Any = time.monotonic,
         client: redis.Redis | None = None,

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import redis
 
-from session_service.models import BucketLevel, BucketTake
+from session_service.domain.entities import BucketLevel, BucketTake
 from session_service.observability import count, logger
 from session_service.settings import Settings
 

@@ -6,7 +6,7 @@ import json
 
 from aws_lambda_powertools.utilities import parameters
 
-from session_service.errors import SandboxUnavailable
+from session_service.domain.errors import SandboxUnavailable
 from session_service.observability import logger
 
 SECRET_MAX_AGE_SECONDS = 300

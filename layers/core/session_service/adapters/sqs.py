@@ -9,7 +9,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from session_service.models import Tombstone
+from session_service.domain.entities import Tombstone
 from session_service.observability import count, logger
 from session_service.settings import Settings
 

@@ -11,7 +11,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from session_service.errors import FeedUnavailable
+from session_service.domain.errors import FeedUnavailable
 from session_service.observability import logger
 from session_service.settings import Settings
 

@@ -7,7 +7,7 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist
 
 from session_service.adapters.dynamodb.tables import Tables, dynamodb_errors
-from session_service.models import ApiKeyRecord
+from session_service.domain.entities import ApiKeyRecord
 
 
 class DynamoKeyStore:

@@ -1,4 +1,4 @@
-"""The cache epoch (session_service.cache_epoch) in the projects table: `copies` items, each its own
+"""The cache epoch (session_service.services.cache_epoch) in the projects table: `copies` items, each its own
 partition (pk="_cache_epoch#<n>"), so that readers spread out; a raise writes them all."""
 
 from __future__ import annotations

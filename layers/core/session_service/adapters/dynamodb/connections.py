@@ -11,9 +11,9 @@ from typing import Any
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from session_service import keys
-from session_service.adapters.dynamodb.tables import Tables, dynamodb_errors, lost_race
-from session_service.models import FeedConnection
+from session_service.adapters.dynamodb.tables import Tables, dynamodb_errors, live_session, lost_race
+from session_service.domain import keys
+from session_service.domain.entities import FeedConnection
 
 
 class DynamoConnectionStore:
@@ -49,7 +49,7 @@ class DynamoConnectionStore:
                         S,
                         keys.session_partition(connection.project_id, session_id),
                         session_id,
-                        condition=S.session_id.exists() & S.deleted_at.does_not_exist(),
+                        condition=live_session(S),
                     )
                     tx.save(item)
             except TransactWriteError as error:

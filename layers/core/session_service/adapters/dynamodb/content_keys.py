@@ -12,8 +12,8 @@ from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PutError
 
-from session_service import clock, keys
 from session_service.adapters.dynamodb.tables import Tables, condition_failed, dynamodb_errors
+from session_service.domain import clock, keys
 
 _BATCH = 100  # BatchGetItem's maximum
 

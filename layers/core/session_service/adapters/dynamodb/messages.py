@@ -19,10 +19,10 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from session_service import keys
-from session_service.adapters.dynamodb.tables import Tables, dynamodb_errors
-from session_service.errors import Conflict, NotFound
-from session_service.models import Message
+from session_service.adapters.dynamodb.tables import Tables, dynamodb_errors, live_session
+from session_service.domain import keys
+from session_service.domain.entities import Message
+from session_service.domain.errors import Conflict, NotFound
 
 COUNTER = "#counter"
 _ATTEMPTS = 60
@@ -48,7 +48,7 @@ class DynamoMessageStore:
             session_id=item.session_id,
             message_id=item.message_id,
             seq=int(item.seq),
-            content=None,  # sealed: the service opens it (session_service.content_keys)
+            content=None,  # sealed: the service opens it (session_service.services.content_keys)
             created_at=item.created_at,
             local_id=item.local_id,
             sealed_content=bytes(item.sealed_content),
@@ -102,7 +102,7 @@ class DynamoMessageStore:
                             S,
                             keys.session_partition(project_id, session_id),
                             session_id,
-                            condition=S.session_id.exists() & S.deleted_at.does_not_exist(),
+                            condition=live_session(S),
                         )
                         moved = M(session_key=partition, sk=COUNTER)
                         from_last = M.last_seq.does_not_exist() if counter is None else M.last_seq == last

@@ -6,7 +6,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.expressions.update import Action
 
 from session_service.adapters.dynamodb.tables import Tables, condition_failed, dynamodb_errors
-from session_service.models import Project
+from session_service.domain.entities import Project
 
 
 class DynamoProjectStore:

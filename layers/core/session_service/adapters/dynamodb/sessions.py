@@ -1,5 +1,5 @@
-"""The session store: sessions (spread over session shards, session_service.keys), their tag claims, config
-history and usage records.
+"""The session store: sessions (spread over session shards, session_service.domain.keys), their tag claims,
+config history and usage records.
 
 Every write that can race is conditional, and the conditions that lose become domain outcomes here
 (TagTaken, WriteConflict, False). Listing merges the shards' Queries lazily, newest first; a cursor is the
@@ -8,97 +8,40 @@ last key returned (a session id, or an updated_key), so the next page is every s
 
 from __future__ import annotations
 
-import base64
-import binascii
-import heapq
-import json
-import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from itertools import chain, islice
 from typing import Any
 
 from pynamodb.exceptions import DoesNotExist, PynamoDBException, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from session_service import ids, keys
+from session_service.adapters.dynamodb.session_listing import (
+    all_of,
+    decode_cursor,
+    encode_cursor,
+    listing_for,
+    merge_newest_first,
+)
 from session_service.adapters.dynamodb.tables import (
     Tables,
     condition_failed,
     dynamodb_errors,
+    live_session,
     lost_race,
 )
-from session_service.errors import BadRequest, TagTaken, WriteConflict
-from session_service.models import ListQuery, Page, Session, Tombstone, UsageRecord
-
-_UPDATED_KEY = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z#ses_[0-9a-z]{26}$")
-_MODES = {"project": "p", "user": "u", "changed": "c", "active": "a"}
+from session_service.domain import keys
+from session_service.domain.entities import ListQuery, Page, Session, Tombstone, UsageRecord
+from session_service.domain.errors import TagTaken, WriteConflict
 
 
 def _config_entry(version: int) -> str:
     return f"config#{version:010d}"
 
 
-def _all_of(*conditions: Any) -> Any:
-    present = [condition for condition in conditions if condition is not None]
-    if not present:
-        return None
-    combined = present[0]
-    for condition in present[1:]:
-        combined = combined & condition
-    return combined
-
-
 # --- cursors -----------------------------------------------------------------------------------------
 # A cursor carries only the last sort key returned (and the listing it belongs to). The partition keys are
 # always rebuilt from the caller's project, so a forged or replayed cursor can never page into another one.
-
-
-def encode_cursor(mode: str, last: str, since: str | None = None) -> str:
-    payload = {"m": _MODES[mode], "k": last}
-    if mode == "changed":
-        payload["q"] = since or ""
-    raw = json.dumps(payload, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(mode: str, cursor: str, since: str | None = None) -> str:
-    """The last key of the previous page; BadRequest for anything this listing did not issue."""
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError) as error:
-        raise BadRequest("invalid cursor") from error
-    if not isinstance(payload, dict) or payload.get("m") != _MODES[mode]:
-        raise BadRequest("invalid cursor (it belongs to a different listing)")
-    last = payload.get("k")
-    valid = ids.is_session_id if mode in ("project", "user") else _UPDATED_KEY.match
-    if not isinstance(last, str) or not valid(last):
-        raise BadRequest("invalid cursor")
-    if mode == "changed" and payload.get("q") != (since or ""):
-        raise BadRequest("invalid cursor (it belongs to a listing with another changed_since)")
-    return last
-
-
-def merge_newest_first(
-    shards: list[Callable[[], Iterable[Any]]], sort_key: Callable[[Any], str], limit: int
-) -> list[Any]:
-    """The `limit` greatest items of several descending shard iterators, reading each only as far as needed.
-
-    The first page of every shard is fetched in parallel (the iterators are lazy: PynamoDB fetches a page
-    when the previous one is consumed), then heapq.merge pulls from whichever shard is ahead.
-    """
-
-    def first(shard: Callable[[], Iterable[Any]]) -> Iterator[Any]:
-        iterator = iter(shard())
-        head = next(iterator, None)
-        return iterator if head is None else chain([head], iterator)
-
-    # The first shard in this thread: it creates the SDK client, which is not safe to create concurrently.
-    started = [first(shards[0])]
-    with ThreadPoolExecutor(max_workers=min(len(shards), 16)) as pool:
-        started += list(pool.map(first, shards[1:]))
-    return list(islice(heapq.merge(*started, key=sort_key, reverse=True), limit))
 
 
 class DynamoSessionStore:
@@ -115,7 +58,7 @@ class DynamoSessionStore:
             user_id=item.user_id,
             tag=item.tag,
             config=item.config or {},
-            metadata=None,  # sealed: the service opens it (session_service.content_keys)
+            metadata=None,  # sealed: the service opens it (session_service.services.content_keys)
             sealed_metadata=None if item.sealed_metadata is None else bytes(item.sealed_metadata),
             sealed_data_key=None if item.sealed_data_key is None else bytes(item.sealed_data_key),
             version=int(item.version),
@@ -226,7 +169,7 @@ class DynamoSessionStore:
         ]
         if session.sealed_metadata is not None:
             actions.append(S.sealed_metadata.set(session.sealed_metadata))
-        condition = (S.version == previous_version) & S.deleted_at.does_not_exist()
+        condition = (S.version == previous_version) & live_session(S)
         with dynamodb_errors("update_session"):
             try:
                 # Always a transaction with a request token: a retry of an applied write must not lose its
@@ -282,8 +225,7 @@ class DynamoSessionStore:
             try:
                 self._key(project_id, session_id).update(
                     actions=[S.last_active_at.set(at), S.active_key.set(keys.updated_key(at, session_id))],
-                    condition=S.session_id.exists()
-                    & S.deleted_at.does_not_exist()
+                    condition=live_session(S)
                     & (S.last_active_at.does_not_exist() | (S.last_active_at < not_since)),
                 )
             except PynamoDBException as error:
@@ -331,7 +273,7 @@ class DynamoSessionStore:
             try:
                 self._key(project_id, session_id).update(
                     actions=[S.sandbox_id.set(sandbox_id)],
-                    condition=S.session_id.exists() & S.deleted_at.does_not_exist() & slot,
+                    condition=live_session(S) & slot,
                 )
             except PynamoDBException as error:
                 if condition_failed(error):
@@ -388,81 +330,39 @@ class DynamoSessionStore:
 
     def list(self, project_id: str, query: ListQuery) -> Page:
         S = self._t.SessionItem
-        live = None if query.include_deleted else S.deleted_at.does_not_exist()
-        page_size = max(2, query.limit // keys.SESSION_SHARDS + 2)  # a shard's share of a page, and a bit
-        shards: list[Callable[[], Iterable[Any]]]
-        sort_key: Callable[[Any], str]
-        if query.user_id is not None:
-            mode, sort_key = "user", _session_id_of
-            after = decode_cursor(mode, query.cursor) if query.cursor else None
-            since = None if query.changed_since is None else S.updated_at >= query.changed_since
-            condition = _all_of(live, since)
+        listing = listing_for(query)
+        mode, sort_attr = listing.mode, listing.sort_attribute
+        after = decode_cursor(mode, query.cursor, query.changed_since) if query.cursor else None
+        low = listing.low(query)
+        key = getattr(S, sort_attr)
+        if low is None:  # sort keys unique per partition: strictly below the last one returned
+            key_range = None if after is None else key < after
+        else:  # from `low` down to the last one returned (BETWEEN includes it: dropped below)
+            key_range = key >= low if after is None else key.between(low, after)
+        live = None if query.include_deleted and not listing.live_only else S.deleted_at.does_not_exist()
+        since = S.updated_at >= query.changed_since if listing.filters_since and query.changed_since else None
+        source = S if listing.index is None else getattr(S, listing.index)
+        options: dict[str, Any] = {
+            "range_key_condition": key_range,
+            "filter_condition": all_of(live, since),
+            "scan_index_forward": False,
+            "page_size": max(
+                2, query.limit // keys.SESSION_SHARDS + 2
+            ),  # a shard's share of a page, and a bit
+            **({"consistent_read": True} if listing.index is None else {}),
+        }
 
-            def by_user(partition: str) -> Callable[[], Iterable[Any]]:
-                return lambda: S.by_user.query(
-                    partition,
-                    range_key_condition=None if after is None else S.session_id < after,
-                    filter_condition=condition,
-                    scan_index_forward=False,
-                    page_size=page_size,
-                )
+        def shard(partition: str) -> Callable[[], Iterable[Any]]:
+            def items() -> Iterator[Any]:
+                found = source.query(partition, **options)
+                return (item for item in found if getattr(item, sort_attr) != after)
 
-            shards = [by_user(partition) for partition in keys.user_partitions(project_id, query.user_id)]
-        elif query.active_since is not None:
-            mode, sort_key = "active", _active_key_of
-            after = decode_cursor(mode, query.cursor) if query.cursor else None
-            low = query.active_since
-            active_range = S.active_key >= low if after is None else S.active_key.between(low, after)
+            return items
 
-            def by_activity(partition: str) -> Callable[[], Iterable[Any]]:
-                def items() -> Iterator[Any]:
-                    found = S.by_activity.query(
-                        partition,
-                        range_key_condition=active_range,
-                        filter_condition=S.deleted_at.does_not_exist(),
-                        scan_index_forward=False,
-                        page_size=page_size,
-                    )
-                    return (item for item in found if item.active_key != after)
+        def sort_key(item: Any) -> str:
+            return str(getattr(item, sort_attr))
 
-                return items
-
-            shards = [by_activity(partition) for partition in keys.project_partitions(project_id)]
-        elif query.changed_since is not None:
-            mode, sort_key = "changed", _updated_key_of
-            after = decode_cursor(mode, query.cursor, query.changed_since) if query.cursor else None
-            low = query.changed_since
-            key_range = S.updated_key >= low if after is None else S.updated_key.between(low, after)
-
-            def by_updated(partition: str) -> Callable[[], Iterable[Any]]:
-                def items() -> Iterator[Any]:
-                    found = S.by_updated.query(
-                        partition,
-                        range_key_condition=key_range,
-                        filter_condition=live,
-                        scan_index_forward=False,
-                        page_size=page_size,
-                    )
-                    return (item for item in found if item.updated_key != after)  # BETWEEN includes it
-
-                return items
-
-            shards = [by_updated(partition) for partition in keys.project_partitions(project_id)]
-        else:
-            mode, sort_key = "project", _session_id_of
-            after = decode_cursor(mode, query.cursor) if query.cursor else None
-
-            def by_project(partition: str) -> Callable[[], Iterable[Any]]:
-                return lambda: S.query(
-                    partition,
-                    range_key_condition=None if after is None else S.session_id < after,
-                    filter_condition=live,
-                    consistent_read=True,
-                    scan_index_forward=False,
-                    page_size=page_size,
-                )
-
-            shards = [by_project(partition) for partition in keys.project_partitions(project_id)]
+        shards = [shard(partition) for partition in listing.partitions(project_id, query)]
         with dynamodb_errors("list_sessions"):
             # One more than asked: whether another page exists without an extra round trip.
             found = merge_newest_first(shards, sort_key, query.limit + 1)
@@ -474,15 +374,3 @@ class DynamoSessionStore:
             next_cursor=cursors[-1] if more and cursors else None,
             cursors=cursors,
         )
-
-
-def _session_id_of(item: Any) -> str:
-    return str(item.session_id)
-
-
-def _updated_key_of(item: Any) -> str:
-    return str(item.updated_key)
-
-
-def _active_key_of(item: Any) -> str:
-    return str(item.active_key)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from session_service.cache_sync import SessionChange
-from session_service.events import (
+from session_service.domain.events import (
     MESSAGE_CREATED,
     SESSION_CREATED,
     SESSION_DELETED,
     SESSION_UPDATED,
     TEARDOWN_COMPLETED,
     DomainEvent,
+    SessionChange,
 )
 
 

@@ -7,9 +7,9 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from session_service import keys
-from session_service.adapters.dynamodb.tables import Tables, dynamodb_errors, lost_race
-from session_service.models import TokenRecord
+from session_service.adapters.dynamodb.tables import Tables, dynamodb_errors, live_session, lost_race
+from session_service.domain import keys
+from session_service.domain.entities import TokenRecord
 
 
 class DynamoTokenStore:
@@ -35,7 +35,7 @@ class DynamoTokenStore:
                         S,
                         keys.session_partition(record.project_id, record.session_id),
                         record.session_id,
-                        condition=S.session_id.exists() & S.deleted_at.does_not_exist(),
+                        condition=live_session(S),
                     )
                     tx.save(item, condition=T.token_hash.does_not_exist())
                     # Kept after the session's teardown purges the token itself (no hash in it).

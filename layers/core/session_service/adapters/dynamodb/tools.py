@@ -16,10 +16,10 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from session_service import keys
 from session_service.adapters.dynamodb.tables import Tables, dynamodb_errors, lost_race
-from session_service.errors import Conflict
-from session_service.models import Tool
+from session_service.domain import keys
+from session_service.domain.entities import Tool
+from session_service.domain.errors import Conflict
 
 _TOOL = "tool#"
 _ATTEMPTS = 3
