@@ -64,6 +64,7 @@ DRIVEN = [
     "GetSessionFunction",
     "ListSessionsFunction",
     "UpdateSessionFunction",
+    "PutAgentStateFunction",
     "DeleteSessionFunction",
     "ExecuteFunction",
     "CreateTokenFunction",
@@ -304,6 +305,12 @@ def drive(api: Api, project: Project, teardown: TeardownPipeline, redis_down: An
         ok("PATCH", f"/v1/sessions/{sid}", {"metadata": {"m": 1}})
     token = ok("POST", f"/v1/sessions/{sid}/tokens")["token"]
     ok("GET", f"/v1/sessions/{sid}", key=None, token=token)  # the authorizer reads the token
+    state = f"/v1/sessions/{sid}/agent-state"
+    ok("PUT", state, {"agent_state": {"step": 1}, "expected_version": 0}, key=None, token=token)
+    stale = api.call("PUT", state, key=key, body={"agent_state": "x", "expected_version": 0})
+    assert stale.status == 409, stale  # a refused write reads the session: 404 or 409
+    with redis_down():  # its cache write fails: the cache epoch is raised
+        ok("PUT", state, {"agent_state": {"step": 2}, "expected_version": 1})
     feed.send(feed.connect(token=token), json.dumps({"action": "ping"}))  # the session's listener
     ok("POST", f"/v1/sessions/{sid}/execute", {"command": "echo hi"})
     # Idempotency keys: a first request (put, complete), its replay (the conditional put's old item), and a

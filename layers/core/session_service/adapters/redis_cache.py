@@ -189,7 +189,7 @@ class RedisResponseCache:
         try:
             self._fill_script(
                 keys=[cache_key(session.project_id, session.session_id)],
-                args=[session.version, as_of_ms, payload, self._ttl],
+                args=[session.cache_version, as_of_ms, payload, self._ttl],
             )
         except redis.RedisError as error:
             self._failed("fill", error)

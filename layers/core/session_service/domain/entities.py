@@ -50,10 +50,23 @@ class Session:
     sealed_metadata: bytes | None = None
     sealed_data_key: bytes | None = None
     key_destroyed_at: str | None = None
+    # What the running agent keeps beside the metadata (any JSON value), with its own version: 0 until the
+    # first write, so an agent's writes never conflict with a person's PATCH (issue 28). None while sealed.
+    agent_state: Any = None
+    agent_state_version: int = 0
+    sealed_agent_state: bytes | None = None
 
     @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
+
+    @property
+    def cache_version(self) -> int:
+        """What the response cache orders bodies by: every write that changes the public body raises
+        `version` or `agent_state_version` by exactly one, and each writer's body is an exact state (a PATCH
+        is conditioned on both counters it read; an agent-state write publishes what DynamoDB returned), so
+        one sum names one state."""
+        return self.version + self.agent_state_version
 
     def to_api(self) -> dict[str, Any]:
         """The public representation. The project is implied by the caller's key and never echoed.
@@ -70,13 +83,15 @@ class Session:
             "config": self.config,
             "metadata": self.metadata,
             "data_encryption_key": self.data_encryption_key,
+            "agent_state": self.agent_state,
+            "agent_state_version": self.agent_state_version,
             "version": self.version,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "last_active_at": self.last_active_at,
         }
         if self.deleted_at is not None:
-            del body["config"], body["metadata"], body["data_encryption_key"]
+            del body["config"], body["metadata"], body["data_encryption_key"], body["agent_state"]
             body["deleted"] = True
             body["deleted_at"] = self.deleted_at
             body["teardown"] = {

@@ -17,6 +17,7 @@ from typing import Any
 
 SESSION_CREATED = "session.created"
 SESSION_UPDATED = "session.updated"
+AGENT_STATE_UPDATED = "session.agent_state_updated"
 SESSION_DELETED = "session.deleted"
 TEARDOWN_COMPLETED = "session.teardown_completed"
 MESSAGE_CREATED = "message.created"

@@ -42,6 +42,12 @@ class SessionStore(Protocol):
 
     def tag_owner(self, project_id: str, tag: str) -> str | None: ...
 
+    def put_agent_state(
+        self, project_id: str, session_id: str, sealed: bytes, *, expected_version: int
+    ) -> Session | None:
+        """The agent's state replaced in one conditional write (live, still at `expected_version`): the
+        stored session after it, or None when the condition failed."""
+
     def update(self, session: Session, *, previous_version: int, config_changed: bool) -> None:
         """Replace a live session's mutable fields if its version is still `previous_version`.
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from typing import Annotated, Any
 
 from pydantic import (
@@ -120,6 +121,34 @@ class ExecuteRequest(BaseModel):
     cwd: Annotated[StrictStr, Field(min_length=1, max_length=1024, pattern=r"^/[^\x00]*$")] | None = None
 
 
+MAX_AGENT_STATE_BYTES = 64 * 1024
+
+
+def _bounded_agent_state(value: Any) -> Any:
+    if len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()) > MAX_AGENT_STATE_BYTES:
+        raise ValueError(f"agent_state is at most {MAX_AGENT_STATE_BYTES} bytes of JSON")
+    return value
+
+
+# Any JSON value or an opaque string, at most 64 KiB serialized.
+AgentState = Annotated[Any, AfterValidator(_bounded_agent_state)]
+
+
+class PutAgentStateRequest(BaseModel):
+    """PUT /v1/sessions/{session_id}/agent-state: the new state, if the stored one is still at
+    `expected_version` (0 for a session whose agent has written none)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        defer_build=True,
+        json_schema_extra={"examples": [{"agent_state": {"step": "running tests"}, "expected_version": 0}]},
+    )
+
+    agent_state: AgentState
+    expected_version: Annotated[StrictInt, Field(ge=0), INTEGRAL]
+
+
 class CreateSessionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, defer_build=True)
 
@@ -128,6 +157,7 @@ class CreateSessionRequest(BaseModel):
     config: JsonObject = Field(default_factory=dict)
     metadata: JsonObject = Field(default_factory=dict)
     data_encryption_key: DataEncryptionKey | None = None
+    agent_state: AgentState = None
 
 
 class UpdateSessionRequest(BaseModel):

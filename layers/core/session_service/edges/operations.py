@@ -28,6 +28,7 @@ from session_service.domain.requests import (
     ListMessagesParams,
     ListSessionsParams,
     ListToolsParams,
+    PutAgentStateRequest,
     PutToolRequest,
     SearchToolsParams,
     UpdateSessionRequest,
@@ -136,6 +137,23 @@ OPERATIONS: tuple[Operation, ...] = (
         body=UpdateSessionRequest,
         errors=(409,),
         example={"metadata": {"channel": "email"}, "expected_version": 1},
+    ),
+    Operation(
+        "putAgentState",
+        "PUT",
+        "/v1/sessions/{session_id}/agent-state",
+        "Replace the agent's state (409 when expected_version is not current); version does not move",
+        "sessions",
+        SESSION,
+        {200: r.AgentStateWritten},
+        body=PutAgentStateRequest,
+        errors=(409,),
+        example={"agent_state": {"step": "running tests"}, "expected_version": 0},
+        description=(
+            "The running agent's own document beside the metadata, with its own version: one conditional "
+            "write, no read first. A session token of this session may call it. Feed: "
+            "`session.agent_state_updated`."
+        ),
     ),
     Operation(
         "deleteSession",

@@ -51,10 +51,16 @@ class Session(TypedDict):
     config: JsonObject
     metadata: JsonObject
     data_encryption_key: str | None  # the client's own key, as it gave it (stored sealed)
+    agent_state: Any  # the agent's own state (any JSON value; stored sealed), with its own version
+    agent_state_version: int  # 0 until the agent first writes it
     version: int
     created_at: str
     updated_at: str
     last_active_at: str | None
+
+
+class AgentStateWritten(TypedDict):
+    agent_state_version: int
 
 
 class Teardown(TypedDict):

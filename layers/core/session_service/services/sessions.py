@@ -17,7 +17,12 @@ from session_service.domain.errors import (
 )
 from session_service.domain.output import items_that_fit
 from session_service.domain.ports import ContentCipher, ResponseCache, SessionStore, TeardownQueue
-from session_service.domain.requests import CreateSessionRequest, ListSessionsParams, UpdateSessionRequest
+from session_service.domain.requests import (
+    CreateSessionRequest,
+    ListSessionsParams,
+    PutAgentStateRequest,
+    UpdateSessionRequest,
+)
 from session_service.observability import annotate, count
 from session_service.services import activity, liveness
 from session_service.services.content_keys import KeyDestroyed, PlainContent
@@ -80,6 +85,11 @@ class SessionService:
                 sealed_data_key=None
                 if dek is None
                 else self._cipher.seal(project_id, session_id, "data_encryption_key", dek),
+                agent_state=request.agent_state,
+                agent_state_version=0 if "agent_state" not in request.model_fields_set else 1,
+                sealed_agent_state=None
+                if "agent_state" not in request.model_fields_set
+                else self._cipher.seal(project_id, session_id, "agent_state", request.agent_state),
                 version=1,
                 created_at=at,
                 updated_at=at,
@@ -192,6 +202,28 @@ class SessionService:
             return updated
         raise Conflict("the session kept changing during the update; retry the request")
 
+    def put_agent_state(self, project_id: str, session_id: str, request: PutAgentStateRequest) -> int:
+        """Replace the agent's state if it is still at `request.expected_version`; the new version.
+
+        One conditional write and no read first (the state is sealed under the session's key, which a warm
+        process holds); `version` does not move, so a concurrent PATCH of config or metadata never conflicts
+        with it. Only a refused write reads, to answer 404 (gone) or 409 (the current version).
+        """
+        liveness.require_id(session_id)
+        sealed = self._cipher.seal(project_id, session_id, "agent_state", request.agent_state)
+        written = self._store.put_agent_state(
+            project_id, session_id, sealed, expected_version=request.expected_version
+        )
+        if written is None:
+            current = self._load_live(project_id, session_id)  # gone → 404
+            raise VersionConflict(
+                f"agent_state is at version {current.agent_state_version}, not {request.expected_version}",
+                details=[{"current_version": current.agent_state_version}],
+            )
+        self._cache.publish(self._open(written))
+        activity.record_activity(self._store, written)
+        return written.agent_state_version
+
     def _load_live(self, project_id: str, session_id: str) -> Session:
         live = liveness.require_live(
             self._store, project_id, session_id, on_deleted=self._cache.remember_deleted
@@ -209,6 +241,11 @@ class SessionService:
                 if session.sealed_metadata is None
                 else self._cipher.open(project_id, session_id, "metadata", session.sealed_metadata)
             )
+            agent_state = (
+                None
+                if session.sealed_agent_state is None
+                else self._cipher.open(project_id, session_id, "agent_state", session.sealed_agent_state)
+            )
             dek = (
                 None
                 if session.sealed_data_key is None
@@ -216,4 +253,4 @@ class SessionService:
             )
         except KeyDestroyed as error:
             raise NotFound(liveness.NOT_FOUND) from error
-        return session.evolve(metadata=metadata, data_encryption_key=dek)
+        return session.evolve(metadata=metadata, data_encryption_key=dek, agent_state=agent_state)

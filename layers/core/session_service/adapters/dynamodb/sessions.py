@@ -61,6 +61,8 @@ class DynamoSessionStore:
             metadata=None,  # sealed: the service opens it (session_service.services.content_keys)
             sealed_metadata=None if item.sealed_metadata is None else bytes(item.sealed_metadata),
             sealed_data_key=None if item.sealed_data_key is None else bytes(item.sealed_data_key),
+            sealed_agent_state=None if item.sealed_agent_state is None else bytes(item.sealed_agent_state),
+            agent_state_version=int(item.agent_state_version or 0),
             version=int(item.version),
             created_at=item.created_at,
             updated_at=item.updated_at,
@@ -120,6 +122,8 @@ class DynamoSessionStore:
             config=session.config,
             sealed_metadata=session.sealed_metadata,
             sealed_data_key=session.sealed_data_key,
+            sealed_agent_state=session.sealed_agent_state,
+            agent_state_version=session.agent_state_version or None,
             version=session.version,
             created_at=session.created_at,
             updated_at=session.updated_at,
@@ -169,7 +173,14 @@ class DynamoSessionStore:
         ]
         if session.sealed_metadata is not None:
             actions.append(S.sealed_metadata.set(session.sealed_metadata))
-        condition = (S.version == previous_version) & live_session(S)
+        # The agent-state version it read too: the body published after it is then exactly the stored one
+        # (an agent-state write in between makes it re-read: an optimistic round, not a 409).
+        same_agent_state = (
+            S.agent_state_version.does_not_exist()
+            if not session.agent_state_version
+            else S.agent_state_version == session.agent_state_version
+        )
+        condition = (S.version == previous_version) & same_agent_state & live_session(S)
         with dynamodb_errors("update_session"):
             try:
                 # Always a transaction with a request token: a retry of an applied write must not lose its
@@ -188,6 +199,34 @@ class DynamoSessionStore:
                 if lost_race(error):
                     raise WriteConflict() from error
                 raise
+
+    def put_agent_state(
+        self, project_id: str, session_id: str, sealed: bytes, *, expected_version: int
+    ) -> Session | None:
+        """One conditional UpdateItem, no read: the new state if the session is live and its agent state is
+        still at `expected_version`; the stored session after the write, or None when the condition failed
+        (the caller reads to tell a gone session from a stale version)."""
+        S = self._t.SessionItem
+        version_holds = (
+            S.agent_state_version.does_not_exist() | (S.agent_state_version == 0)
+            if expected_version == 0
+            else S.agent_state_version == expected_version
+        )
+        item = self._key(project_id, session_id)
+        with dynamodb_errors("put_agent_state"):
+            try:
+                item.update(
+                    actions=[
+                        S.sealed_agent_state.set(sealed),
+                        S.agent_state_version.set(expected_version + 1),
+                    ],
+                    condition=live_session(S) & version_holds,
+                )
+            except PynamoDBException as error:
+                if condition_failed(error):
+                    return None
+                raise
+        return self._to_session(item)
 
     def tombstone(
         self, project_id: str, session_id: str, deleted_at: str, expires_at: int, *, request_token: str
@@ -247,6 +286,7 @@ class DynamoSessionStore:
                 S.config.remove(),
                 S.sealed_metadata.remove(),
                 S.sealed_data_key.remove(),
+                S.sealed_agent_state.remove(),
             ]
         with dynamodb_errors("record_teardown"):
             self._key(project_id, session_id).update(actions=actions, condition=S.deleted_at.exists())

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from session_service.domain.events import (
+    AGENT_STATE_UPDATED,
     MESSAGE_CREATED,
     SESSION_CREATED,
     SESSION_DELETED,
@@ -40,6 +41,7 @@ def session_change(record: dict[str, Any]) -> SessionChange | None:
     version = _number(image, "version")
     if not project_id or not session_id or version is None:
         return None
+    version += _number(image, "agent_state_version") or 0  # the cache's order (Session.cache_version)
     deleted = record.get("eventName") == "REMOVE" or _string(new, "deleted_at") is not None
     return SessionChange(project_id=project_id, session_id=session_id, version=version, deleted=deleted)
 
@@ -75,6 +77,11 @@ def session_event(record: dict[str, Any]) -> DomainEvent | None:
             "completed_at": completed_at,
         }
         return DomainEvent(event_id, TEARDOWN_COMPLETED, project_id, session_id, completed_at, data=data)
+    state, state_before = _number(new, "agent_state_version"), _number(old, "agent_state_version") or 0
+    if not deleted_at and state is not None and state > state_before:
+        return DomainEvent(
+            event_id, AGENT_STATE_UPDATED, project_id, session_id, "", data={"agent_state_version": state}
+        )
     version, previous = _number(new, "version"), _number(old, "version")
     if not deleted_at and version is not None and previous is not None and version > previous:
         return DomainEvent(

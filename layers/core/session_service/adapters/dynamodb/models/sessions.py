@@ -57,6 +57,9 @@ class SessionItem(Model):
     sealed_data_key = BinaryAttribute(
         attr_name="data_encryption_key_sealed", null=True, legacy_encoding=False
     )
+    # The agent's state, sealed like the metadata, with its own version (absent: 0); purged by teardown.
+    sealed_agent_state = BinaryAttribute(attr_name="agent_state_sealed", null=True, legacy_encoding=False)
+    agent_state_version = NumberAttribute(null=True)
     key_destroyed_at = UnicodeAttribute(null=True)  # teardown's first step
     version = NumberAttribute()
     created_at = UnicodeAttribute()
