@@ -239,6 +239,26 @@ def _run(stack: BenchStack, recording: Recording) -> list[Verdict]:
         status=200,
         body=body,
     )
+    state = f"{path}/agent-state"
+    stack.call(
+        "PUT", state, body={"agent_state": {"step": 0}, "expected_version": 0}
+    )  # warm, stamps activity
+    request(
+        "PUT .../agent-state",
+        "PutAgentStateFunction",
+        "PUT",
+        state,
+        Expect(
+            reads=0,
+            writes=1,
+            redis_writes=1,
+            exact=True,
+            text="exactly 1 UpdateItem, 0 reads, 1 cache write, +1 rate-limit call",
+        ),
+        status=200,
+        warm=False,
+        body={"agent_state": {"step": 1}, "expected_version": 1},
+    )
     request("POST .../tokens", "CreateTokenFunction", "POST", f"{path}/tokens", status=201, body={})
     token = stack.call("POST", f"{path}/tokens", body={}).body["token"]
     with recording.capture() as steps:

@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import math
+import os
 import statistics
 import time
 import uuid
@@ -515,6 +517,57 @@ def append(stack: BenchStack) -> Iterator[Comparison]:
         )
 
 
+@contextlib.contextmanager
+def agent_state(stack: BenchStack) -> Iterator[Comparison]:
+    """PUT .../agent-state (issue 28) against its calls: the rate limiter's EVALSHA, the one conditional
+    UpdateItem (ALL_NEW, as PynamoDB asks), and the cache's fill (a SET here; the handler's guarded script).
+    Sealing is the handler's own work (AES-GCM under a key the process holds). Each round is the next
+    version, on both sides."""
+    session_id, raw_id = stack.create_session(), stack.create_session()
+    path = f"/v1/sessions/{session_id}/agent-state"
+    handler_versions, raw_versions = itertools.count(0), itertools.count(0)
+    take = _raw_rate_limit(stack)
+    state = {"step": "running tests", "pending": ["approve rm -rf build/"], "controller": "agent"}
+
+    def event() -> dict[str, Any]:
+        body = json.dumps({"agent_state": state, "expected_version": next(handler_versions)})
+        return stack.http_event("put_agent_state.json", path, session_id, body=body)
+
+    def raw_calls(_: Any) -> None:
+        take()
+        version = next(raw_versions)
+        stack.ddb.update_item(
+            TableName=stack.table("SessionsTable"),
+            Key=_item_key(stack, raw_id),
+            UpdateExpression="SET agent_state_sealed = :s, agent_state_version = :n",
+            ConditionExpression="attribute_exists(session_id) AND attribute_not_exists(deleted_at) "
+            "AND (attribute_not_exists(agent_state_version) OR agent_state_version = :v)",
+            ExpressionAttributeValues={
+                ":s": {"B": os.urandom(13) + json.dumps(state).encode() + os.urandom(16)},
+                ":n": {"N": str(version + 1)},
+                ":v": {"N": str(version)},
+            },
+            ReturnValues="ALL_NEW",
+        )
+        stack.redis_text.set(_cache_key(stack, raw_id), json.dumps(state), ex=30)
+
+    with stack.handler("PutAgentStateFunction") as put_agent_state:
+        _ok(put_agent_state(event()))
+        raw_calls(None)  # both sides past their first write
+        yield Comparison(
+            "PUT .../agent-state",
+            "diff",
+            1.0,
+            Case(
+                "handler",
+                lambda prepared: _ok(put_agent_state.run(prepared)),
+                setup=lambda: put_agent_state.prepare(event()),
+            ),
+            Case("EVALSHA (limit) + UpdateItem + SET", raw_calls),
+            section=SECTION_P3,
+        )
+
+
 ROWS: list[Row] = [
     get_hit,
     get_miss,
@@ -524,6 +577,7 @@ ROWS: list[Row] = [
     mcp_tools_list,
     mcp_tools_call,
     append,
+    agent_state,
     delete_heavy,
 ]
 
@@ -580,4 +634,4 @@ def run(stack: BenchStack, rows: list[Row] | None = None) -> list[Verdict]:
     return verdicts
 
 
-P3_ROWS = [get_hit, get_miss, delete, authorizer]
+P3_ROWS = [get_hit, get_miss, delete, authorizer, agent_state]

@@ -56,11 +56,14 @@ def test_create_then_get(api: Api, project: Project) -> None:
         "config",
         "metadata",
         "data_encryption_key",
+        "agent_state",
+        "agent_state_version",
         "version",
         "created_at",
         "updated_at",
         "last_active_at",
     }
+    assert (created["agent_state"], created["agent_state_version"]) == (None, 0)
     assert created["version"] == 1 and created["tag"] == "t-1" and created["last_active_at"] is None
     assert created["metadata"] == {"channel": "slack"} and created["data_encryption_key"] is None
     got = api.call("GET", f"/v1/sessions/{created['id']}", key=project.api_key)

@@ -122,6 +122,7 @@ class ExecuteRequest(BaseModel):
 
 
 MAX_AGENT_STATE_BYTES = 64 * 1024
+MAX_AGENT_STATE_BODY_BYTES = MAX_AGENT_STATE_BYTES + 1024  # the state plus its envelope
 
 
 def _bounded_agent_state(value: Any) -> Any:

@@ -210,7 +210,10 @@ class SessionService:
         with it. Only a refused write reads, to answer 404 (gone) or 409 (the current version).
         """
         liveness.require_id(session_id)
-        sealed = self._cipher.seal(project_id, session_id, "agent_state", request.agent_state)
+        try:
+            sealed = self._cipher.seal(project_id, session_id, "agent_state", request.agent_state)
+        except KeyDestroyed as error:  # no key for this project's session: unknown, foreign or torn down
+            raise NotFound(liveness.NOT_FOUND) from error
         written = self._store.put_agent_state(
             project_id, session_id, sealed, expected_version=request.expected_version
         )

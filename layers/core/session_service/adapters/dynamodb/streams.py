@@ -6,6 +6,7 @@ Only the attributes the consumers need are decoded; the names are the session it
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from session_service.domain.events import (
@@ -79,8 +80,10 @@ def session_event(record: dict[str, Any]) -> DomainEvent | None:
         return DomainEvent(event_id, TEARDOWN_COMPLETED, project_id, session_id, completed_at, data=data)
     state, state_before = _number(new, "agent_state_version"), _number(old, "agent_state_version") or 0
     if not deleted_at and state is not None and state > state_before:
+        written = stream.get("ApproximateCreationDateTime")  # the write sets no time of its own
+        at = datetime.fromtimestamp(float(written), tz=UTC).isoformat() if written else ""
         return DomainEvent(
-            event_id, AGENT_STATE_UPDATED, project_id, session_id, "", data={"agent_state_version": state}
+            event_id, AGENT_STATE_UPDATED, project_id, session_id, at, data={"agent_state_version": state}
         )
     version, previous = _number(new, "version"), _number(old, "version")
     if not deleted_at and version is not None and previous is not None and version > previous:
