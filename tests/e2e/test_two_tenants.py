@@ -168,7 +168,7 @@ def test_another_project_reaches_none_of_a_projects_sessions_or_tools(devstack: 
             for credential in credentials:
                 status, answer = call(devstack, method, path, body=body, **credential)
                 what = f"{method} {template} as B ({next(iter(credential))})"
-                if method == "PUT":  # creates or replaces B's own resource of that name
+                if method == "PUT" and "{session_id}" not in template:  # B's own resource of that name
                     assert status in (200, 201), (what, status, answer)
                     ok(devstack, "DELETE", path, key=b["api_key"])
                 else:

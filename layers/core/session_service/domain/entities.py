@@ -91,7 +91,8 @@ class Session:
             "last_active_at": self.last_active_at,
         }
         if self.deleted_at is not None:
-            del body["config"], body["metadata"], body["data_encryption_key"], body["agent_state"]
+            del body["config"], body["metadata"], body["data_encryption_key"]
+            del body["agent_state"], body["agent_state_version"]
             body["deleted"] = True
             body["deleted_at"] = self.deleted_at
             body["teardown"] = {
