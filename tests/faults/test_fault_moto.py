@@ -30,7 +30,7 @@ pytestmark = [
 ]
 
 DYNAMODB_BUDGET = 2 * (1.0 + 1.5)  # attempts x (connect + read) timeouts (session_service.settings)
-SLACK = 2.5  # the authorizer's and the function's other work, on a loaded machine
+SLACK = 4.0  # the authorizer's and the function's other work, on a loaded (3x slower) machine
 
 
 class Writers(ClientThreads):

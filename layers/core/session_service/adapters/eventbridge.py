@@ -5,10 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from session_service.adapters.aws import aws_client
 from session_service.domain.errors import FeedUnavailable
 from session_service.domain.events import DomainEvent
 from session_service.settings import Settings
@@ -18,12 +17,7 @@ class EventBridgePublisher:
     def __init__(self, settings: Settings) -> None:
         self._bus = settings.event_bus_name
         self._source = settings.event_source
-        self._client = boto3.client(
-            "events",
-            endpoint_url=settings.aws_endpoint_url,
-            region_name=settings.region,
-            config=Config(connect_timeout=1, read_timeout=3, retries={"max_attempts": 3, "mode": "standard"}),
-        )
+        self._client = aws_client("events", settings, connect=1, read=3, attempts=3)
 
     def publish(self, events: list[DomainEvent]) -> None:
         entries: list[dict[str, Any]] = [

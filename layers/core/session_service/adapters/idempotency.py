@@ -26,7 +26,6 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import boto3
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -39,8 +38,8 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 from aws_lambda_powertools.utilities.idempotency.serialization.base import BaseIdempotencySerializer
-from botocore.config import Config
 
+from session_service.adapters.aws import aws_client
 from session_service.domain.errors import DependencyUnavailable, IdempotencyInProgress, IdempotencyKeyReused
 from session_service.domain.ports import Work
 from session_service.observability import count, logger
@@ -152,15 +151,12 @@ class PowertoolsIdempotency:
         self._table = settings.idempotency_table
         self._ttl = settings.idempotency_ttl_seconds
         # The same time budget as the other DynamoDB calls (session_service.settings).
-        self._client = boto3.client(
+        self._client = aws_client(
             "dynamodb",
-            region_name=settings.region,
-            endpoint_url=settings.aws_endpoint_url,
-            config=Config(
-                connect_timeout=settings.dynamodb_connect_timeout_seconds,
-                read_timeout=settings.dynamodb_read_timeout_seconds,
-                retries={"max_attempts": settings.dynamodb_max_retries + 1, "mode": "standard"},
-            ),
+            settings,
+            connect=settings.dynamodb_connect_timeout_seconds,
+            read=settings.dynamodb_read_timeout_seconds,
+            attempts=settings.dynamodb_max_retries + 1,
         )
         self._stores: dict[str, DynamoDBPersistenceLayer] = {}
 

@@ -4,10 +4,9 @@ unwraps for its own project (and CloudTrail shows which project's key was used).
 
 from __future__ import annotations
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from session_service.adapters.aws import aws_client
 from session_service.domain.errors import DependencyUnavailable
 from session_service.observability import logger
 from session_service.settings import Settings
@@ -18,15 +17,8 @@ class KmsMasterKey:
         if not settings.content_key_id:
             raise RuntimeError("CONTENT_KEY_ID is not configured")
         self._key_id = settings.content_key_id
-        self._client = boto3.client(
-            "kms",
-            region_name=settings.region,
-            endpoint_url=settings.aws_endpoint_url,
-            # ≤ 2 x (0.5 + 1.5) s: a project key is fetched once per process every few minutes.
-            config=Config(
-                connect_timeout=0.5, read_timeout=1.5, retries={"max_attempts": 2, "mode": "standard"}
-            ),
-        )
+        # ≤ 2 x (0.5 + 1.5) s: a project key is fetched once per process every few minutes.
+        self._client = aws_client("kms", settings, connect=0.5, read=1.5, attempts=2)
 
     def generate(self, project_id: str) -> tuple[bytes, bytes]:
         try:

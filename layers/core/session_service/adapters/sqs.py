@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from session_service.adapters.aws import aws_client
 from session_service.domain.entities import Tombstone
 from session_service.observability import count, logger
 from session_service.settings import Settings
@@ -17,15 +16,8 @@ from session_service.settings import Settings
 class SqsTeardownQueue:
     def __init__(self, settings: Settings) -> None:
         self._url = settings.teardown_queue_url
-        self._client = boto3.client(
-            "sqs",
-            region_name=settings.region,
-            endpoint_url=settings.aws_endpoint_url,
-            # ≤ 2 x (0.5 + 1) = 3 s: a slow queue must not push a committed DELETE past its function timeout.
-            config=Config(
-                connect_timeout=0.5, read_timeout=1, retries={"max_attempts": 2, "mode": "standard"}
-            ),
-        )
+        # ≤ 2 x (0.5 + 1) = 3 s: a slow queue must not push a committed DELETE past its function timeout.
+        self._client = aws_client("sqs", settings, connect=0.5, read=1, attempts=2)
 
     def send(self, tombstone: Tombstone, *, delay_seconds: int = 0) -> bool:
         if not self._url:

@@ -7,10 +7,9 @@ FeedUnavailable so the stream record is retried; anything the client did (a clos
 
 from __future__ import annotations
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from session_service.adapters.aws import aws_client
 from session_service.domain.errors import FeedUnavailable
 from session_service.observability import logger
 from session_service.settings import Settings
@@ -20,11 +19,13 @@ MAX_FRAME_BYTES = 128 * 1024  # API Gateway WebSocket's message limit
 
 class ApiGatewayConnectionPusher:
     def __init__(self, settings: Settings) -> None:
-        self._client = boto3.client(
+        self._client = aws_client(
             "apigatewaymanagementapi",
+            settings,
+            connect=1,
+            read=2,
+            attempts=2,
             endpoint_url=settings.websocket_endpoint,
-            region_name=settings.region,
-            config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 2, "mode": "standard"}),
         )
 
     def send(self, connection_id: str, frame: str) -> bool:
