@@ -7,6 +7,7 @@ WebSocket API with a real client, and teardown driven by its SQS pipeline.
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,6 +17,7 @@ from websockets.sync.client import connect
 from plugins.api import Api, Project
 from plugins.streams import StreamPipeline
 from plugins.teardown import TeardownPipeline
+from session_service.domain import clock
 from session_service.domain.errors import KeyDestroyed
 from session_service.runtime import container_for
 from session_service.settings import Settings
@@ -45,6 +47,18 @@ def test_a_put_sets_the_state_and_its_version_and_leaves_version_alone(api: Api,
     assert got["metadata"] == {"owner": "ana"}
     listed = api.call("GET", "/v1/sessions", key=project.api_key, query={"user_id": "u1"}).body["items"]
     assert next(item for item in listed if item["id"] == sid)["agent_state_version"] == 2
+
+
+def test_a_put_is_a_change_that_changed_since_catches_up_with(api: Api, project: Project) -> None:
+    sid = api.create(project)["id"]
+    time.sleep(0.01)
+    mark = clock.utc_now_iso()  # after the create: only a later change lists the session
+    listed = api.call("GET", "/v1/sessions", key=project.api_key, query={"changed_since": mark}).body
+    assert sid not in [item["id"] for item in listed["items"]]
+    assert put(api, project, sid, {"step": "later"}, 0).status == 200
+    assert api.call("GET", f"/v1/sessions/{sid}", key=project.api_key).body["updated_at"] > mark
+    listed = api.call("GET", "/v1/sessions", key=project.api_key, query={"changed_since": mark}).body
+    assert sid in [item["id"] for item in listed["items"]]
 
 
 def test_a_stale_version_is_409_with_the_current_one_and_nothing_changes(api: Api, project: Project) -> None:

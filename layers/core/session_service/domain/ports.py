@@ -43,7 +43,7 @@ class SessionStore(Protocol):
     def tag_owner(self, project_id: str, tag: str) -> str | None: ...
 
     def put_agent_state(
-        self, project_id: str, session_id: str, sealed: bytes, *, expected_version: int
+        self, project_id: str, session_id: str, sealed: bytes, *, expected_version: int, at: str
     ) -> Session | None:
         """The agent's state replaced in one conditional write (live, still at `expected_version`): the
         stored session after it, or None when the condition failed."""

@@ -215,7 +215,7 @@ class SessionService:
         except KeyDestroyed as error:  # no key for this project's session: unknown, foreign or torn down
             raise NotFound(liveness.NOT_FOUND) from error
         written = self._store.put_agent_state(
-            project_id, session_id, sealed, expected_version=request.expected_version
+            project_id, session_id, sealed, expected_version=request.expected_version, at=self._now()
         )
         if written is None:
             current = self._load_live(project_id, session_id)  # gone → 404

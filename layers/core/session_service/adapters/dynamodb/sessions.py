@@ -201,7 +201,7 @@ class DynamoSessionStore:
                 raise
 
     def put_agent_state(
-        self, project_id: str, session_id: str, sealed: bytes, *, expected_version: int
+        self, project_id: str, session_id: str, sealed: bytes, *, expected_version: int, at: str
     ) -> Session | None:
         """One conditional UpdateItem, no read: the new state if the session is live and its agent state is
         still at `expected_version`; the stored session after the write, or None when the condition failed
@@ -219,6 +219,9 @@ class DynamoSessionStore:
                     actions=[
                         S.sealed_agent_state.set(sealed),
                         S.agent_state_version.set(expected_version + 1),
+                        # A change like any other: `changed_since` listings catch up through it.
+                        S.updated_at.set(at),
+                        S.updated_key.set(keys.updated_key(at, session_id)),
                     ],
                     condition=live_session(S) & version_holds,
                 )
