@@ -5,11 +5,11 @@ A session is live for a caller when it exists, belongs to the caller's project, 
 (`deleted_at`). A session token reaches its own session only. Every session path goes through one of:
 - `require_live` — paths that read the session: sessions, workbench and tool calls (REST and MCP),
   messages, idempotency replays;
-- `require_written` — paths that must not read first (issuing a token, a feed `$connect`): the store makes
-  its write conditional on the same three facts (the adapters' one condition,
-  `session_service.adapters.dynamodb.tables.live_session_condition`) and reports whether it was written;
+- `require_written` — paths that must not read first (issuing a token, a feed `$connect`, the DELETE's
+  tombstone): the store makes its write conditional on the session being live (the adapters' one
+  condition, `session_service.adapters.dynamodb.tables.live_session`; the project is in the item's key)
+  and reports whether it was written;
 - `token_may_reach` — the edge's check that a session token stays on its session's paths.
-DELETE itself is the tombstone's conditional write (`attribute_not_exists(deleted_at)`), the same condition.
 tests/integration/test_liveness_guard.py calls every session operation of the API and fails if one does
 not pass through here.
 """
