@@ -72,7 +72,7 @@ faults: $(BIN)/.installed
 unit: $(BIN)/.installed
 	$(BIN)/pytest -q tests/unit
 
-integration: $(BIN)/.installed
+integration: $(BIN)/.installed $(SAM) $(CHECKOV) $(MCP_CLIENTS) $(SCHEMATHESIS)  # test_locks checks every environment
 	$(BIN)/pytest -q -m "not soak" tests/integration
 
 e2e: $(BIN)/.installed $(MCP_CLIENTS) $(SCHEMATHESIS)
